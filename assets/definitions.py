@@ -1,0 +1,35 @@
+"""The code location: ``defs`` built from the environment (see README, Configuration)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.events import build_event_assets
+from assets.partitions import upload_hour_partitions
+from assets.schedules import amplitude_hourly, hourly_schedule
+from pipeline.settings import Settings
+from resources import AmplitudeExportResource, LakeResource, WarehouseResource
+
+
+def build_defs(settings: Settings) -> dg.Definitions:
+    partitions = upload_hour_partitions(settings.start, settings.lag_hours)
+    return dg.Definitions(
+        assets=build_event_assets(partitions),
+        jobs=[amplitude_hourly],
+        schedules=[hourly_schedule(amplitude_hourly)],
+        resources={
+            "amplitude": AmplitudeExportResource(
+                api_key=dg.EnvVar("AMPLITUDE_API_KEY"),
+                secret_key=dg.EnvVar("AMPLITUDE_SECRET_KEY"),
+                region=settings.region,
+                base_url=settings.base_url,
+                lag_hours=settings.lag_hours,
+                max_window_hours=settings.max_window_hours,
+            ),
+            "lake": LakeResource(root=str(settings.lake_root)),
+            "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
+        },
+    )
+
+
+defs = build_defs(Settings.from_env())

@@ -1,0 +1,155 @@
+"""Amplitude events: raw export landing → Parquet lake → DuckDB table, one asset per stage.
+
+Three assets rather than one so each stage can be re-run alone (a parser fix re-normalizes from the
+landing copy without calling the API; a warehouse rebuild reloads from the lake), and so only the
+last, short stage holds the single DuckDB writer slot. Every body reads the run's time window, so
+one body serves a single hour and a backfilled range; figures are reported per hour.
+"""
+
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pyarrow.parquet as pq
+
+from assets.partitions import partition_key, run_hours
+from pipeline.amplitude.export import fetch_windows
+from pipeline.hours import plan_windows
+from pipeline.normalize import normalize_hour
+from pipeline.schema import EVENT_COLUMNS
+from pipeline.warehouse import EVENTS_TABLE, LoadRecord
+from resources import AmplitudeExportResource, LakeResource, WarehouseResource
+
+RAW_EXPORT = dg.AssetKey(["amplitude", "raw_export"])
+EVENTS_PARQUET = dg.AssetKey(["amplitude", "events_parquet"])
+EVENTS = dg.AssetKey(["amplitude", "events"])
+WAREHOUSE_POOL = "duckdb_warehouse"
+EXPORT_POOL = "amplitude_export"
+
+COLUMN_SCHEMA = dg.TableSchema(
+    columns=[dg.TableColumn(c.name, c.duckdb_type) for c in EVENT_COLUMNS]
+)
+
+
+def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    common = {
+        "partitions_def": partitions,
+        "backfill_policy": dg.BackfillPolicy.single_run(),
+        "group_name": "amplitude",
+    }
+
+    @dg.asset(
+        key=RAW_EXPORT, pool=EXPORT_POOL, kinds={"amplitude", "file"},
+        description="The export archive's gzip members, byte for byte, one landing folder per "
+        "upload hour. Fetched in windows of up to max_window_hours; oversized windows halve.",
+        **common,
+    )
+    def raw_export(
+        context: dg.AssetExecutionContext, amplitude: AmplitudeExportResource, lake: LakeResource
+    ) -> dg.MaterializeResult:
+        store = lake.lake()
+        windows = plan_windows(run_hours(context), amplitude.max_window_hours,
+                               now=datetime.now(UTC), lag_hours=amplitude.lag_hours)
+        context.log.info(f"{len(windows)} export window(s): {', '.join(map(str, windows))}")
+        with amplitude.client() as client, store.scratch() as scratch:
+            for download in fetch_windows(client, windows, scratch):
+                for landed in store.land(download):
+                    context.add_asset_metadata({
+                        "archive_members": len(landed.members),
+                        "bytes_downloaded": landed.member_bytes,
+                        "requests": landed.window_requests,
+                        "window_hours": landed.window_hours,
+                        "fetch_seconds": round(landed.fetch_seconds, 3),
+                        "request_window": landed.request_window,
+                    }, partition_key=partition_key(landed.upload_hour))
+                if download.path is not None:
+                    download.path.unlink()
+        return dg.MaterializeResult(metadata={"export_windows": len(windows)})
+
+    @dg.asset(
+        key=EVENTS_PARQUET, deps=[RAW_EXPORT], kinds={"parquet"},
+        description="Typed events, one zstd Parquet file per upload hour, hive-partitioned by "
+        "upload_date and upload_hour.",
+        **common,
+    )
+    def events_parquet(
+        context: dg.AssetExecutionContext, lake: LakeResource
+    ) -> dg.MaterializeResult:
+        store = lake.lake()
+        for hour in run_hours(context):
+            landed = store.landed(hour)
+            result = normalize_hour(store.member_paths(landed), hour, store.events_file(hour),
+                                    lake.limits())
+            context.add_asset_metadata({
+                "dagster/row_count": result.rows,
+                "parquet_bytes": result.bytes,
+                "archive_members": len(landed.members),
+                "normalize_seconds": round(result.seconds, 3),
+                "path": dg.MetadataValue.path(str(result.path)),
+            }, partition_key=partition_key(hour))
+        return dg.MaterializeResult(metadata={"dagster/column_schema": COLUMN_SCHEMA})
+
+    @dg.asset(
+        key=EVENTS, deps=[EVENTS_PARQUET], pool=WAREHOUSE_POOL, kinds={"duckdb"},
+        description=f"{EVENTS_TABLE} in the DuckDB warehouse; each upload hour swapped in one "
+        "transaction and recorded in amplitude._loads.",
+        check_specs=[
+            dg.AssetCheckSpec("rows_match_lake", asset=EVENTS, description=(
+                "Each loaded hour holds exactly as many rows as its Parquet file.")),
+            dg.AssetCheckSpec("uuid_unique_per_hour", asset=EVENTS, description=(
+                "No uuid repeats within an upload hour (Amplitude can re-export duplicates; "
+                "a warning, not a failure).")),
+        ],
+        **common,
+    )
+    def events(
+        context: dg.AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        store, target = lake.lake(), warehouse.warehouse()
+        hours = run_hours(context)
+        mismatched: list[str] = []
+        duplicated = 0
+        with target.connect() as con:
+            for hour in hours:
+                landed = store.landed(hour)
+                parquet = store.events_file(hour)
+                if not parquet.exists():
+                    raise FileNotFoundError(
+                        f"upload hour {hour:%Y-%m-%dT%H} has no Parquet file at {parquet}: "
+                        "materialize amplitude/events_parquet for it first")
+                record = target.replace_hour(con, parquet, LoadRecord(
+                    upload_hour=hour,
+                    rows=pq.read_metadata(parquet).num_rows,
+                    archive_members=len(landed.members),
+                    bytes_downloaded=landed.member_bytes,
+                    request_window=landed.request_window,
+                    window_requests=landed.window_requests,
+                    fetch_seconds=landed.fetch_seconds,
+                ))
+                loaded, distinct = con.execute(
+                    f"SELECT count(*), count(DISTINCT uuid) FROM {EVENTS_TABLE} "
+                    "WHERE _upload_hour = ?", [hour]).fetchone()
+                if loaded != record.rows:
+                    mismatched.append(f"{hour:%Y-%m-%dT%H}")
+                duplicated += loaded - distinct
+                context.add_asset_metadata({
+                    "dagster/row_count": record.rows,
+                    "bytes_downloaded": record.bytes_downloaded,
+                    "archive_members": record.archive_members,
+                    "requests": record.window_requests,
+                    "fetch_seconds": round(record.fetch_seconds, 3),
+                    "load_seconds": round(record.load_seconds, 3),
+                }, partition_key=partition_key(hour))
+        return dg.MaterializeResult(
+            metadata={"dagster/column_schema": COLUMN_SCHEMA, "dagster/table_name": EVENTS_TABLE},
+            check_results=[
+                dg.AssetCheckResult(check_name="rows_match_lake", passed=not mismatched,
+                                    metadata={"hours_checked": len(hours),
+                                              "hours_mismatched": len(mismatched)}),
+                dg.AssetCheckResult(check_name="uuid_unique_per_hour", passed=duplicated == 0,
+                                    severity=dg.AssetCheckSeverity.WARN,
+                                    metadata={"duplicate_rows": duplicated}),
+            ],
+        )
+
+    return [raw_export, events_parquet, events]

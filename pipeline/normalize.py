@@ -1,0 +1,167 @@
+"""Gzip members of one upload hour → one typed, zstd-compressed Parquet file.
+
+DuckDB does the decompression, parsing and conversion in C++ and streams to the Parquet writer, so
+an hour of any size passes through bounded memory. Two plans give the same rows:
+
+- the fast plan casts every line with ``json_transform_strict``: a value of the wrong type fails
+  loudly, but so does a line that lacks one of the known keys;
+- the tolerant plan, taken only when a line lacks a key, extracts each key and casts it, so missing
+  keys become NULL while wrong types still fail.
+
+In both, ``json_merge_patch`` with every known key set to null leaves exactly the unknown keys,
+which become ``_extras``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from pipeline.schema import EVENT_COLUMNS, EXPORT_COLUMNS
+
+_NULL_KNOWN_KEYS = json.dumps({c.key: None for c in EXPORT_COLUMNS})
+_STRUCT = json.dumps({c.key: c.duckdb_type for c in EXPORT_COLUMNS})
+
+
+class NormalizeError(ValueError):
+    """An hour's lines do not fit the event schema; names the hour, the member and the cause."""
+
+
+@dataclass(frozen=True)
+class NormalizedHour:
+    path: Path
+    rows: int
+    bytes: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    threads: int = 2
+    memory_limit: str = "384MB"
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _sql_list(paths: Sequence[Path]) -> str:
+    return "[" + ", ".join(_sql_str(str(p)) for p in paths) + "]"
+
+
+def _extras_and_lineage(upload_hour: datetime) -> str:
+    return (
+        f"nullif(json_merge_patch(json, {_sql_str(_NULL_KNOWN_KEYS)}), '{{}}')::JSON AS _extras, "
+        f"{_sql_str(upload_hour.isoformat())}::TIMESTAMPTZ AS _upload_hour, "
+        f"parse_filename(filename) AS _source_member"
+    )
+
+
+def _source(members: Sequence[Path]) -> str:
+    return (f"read_json_objects({_sql_list(members)}, format='newline_delimited', "
+            f"compression='gzip', filename=true)")
+
+
+def fast_plan(members: Sequence[Path], upload_hour: datetime) -> str:
+    typed = ", ".join(f'"{c.key}" AS "{c.name}"' for c in EXPORT_COLUMNS)
+    return (
+        f"SELECT {typed}, _extras, _upload_hour, _source_member FROM ("
+        f"SELECT unnest(json_transform_strict(json, {_sql_str(_STRUCT)})), "
+        f"{_extras_and_lineage(upload_hour)} FROM {_source(members)})"
+    )
+
+
+def tolerant_plan(members: Sequence[Path], upload_hour: datetime) -> str:
+    paths = "[" + ", ".join(_sql_str(f'$."{c.key}"') for c in EXPORT_COLUMNS) + "]"
+    typed = ", ".join(
+        (f"json_extract_string(v[{i}], '$')" if c.duckdb_type == "VARCHAR"
+         else f"CAST(v[{i}] AS {c.duckdb_type})") + f' AS "{c.name}"'
+        for i, c in enumerate(EXPORT_COLUMNS, start=1)
+    )
+    return (
+        f"SELECT {typed}, _extras, _upload_hour, _source_member FROM ("
+        f"SELECT json_extract(json, {paths}) AS v, {_extras_and_lineage(upload_hour)} "
+        f"FROM {_source(members)})"
+    )
+
+
+def empty_plan() -> str:
+    typed = ", ".join(f'CAST(NULL AS {c.duckdb_type}) AS "{c.name}"' for c in EVENT_COLUMNS)
+    return f"SELECT {typed} LIMIT 0"
+
+
+def _connect(limits: EngineLimits) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(config={
+        "threads": limits.threads,
+        "memory_limit": limits.memory_limit,
+        "preserve_insertion_order": False,
+    })
+    con.execute("SET TimeZone = 'UTC'")  # ICU loads lazily; as a connect option it fails
+    return con
+
+
+def _copy(con: duckdb.DuckDBPyConnection, plan: str, out: Path) -> int:
+    result = con.execute(
+        f"COPY ({plan}) TO {_sql_str(str(out))} "
+        f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
+    ).fetchone()
+    return int(result[0]) if result else 0
+
+
+def normalize_hour(
+    members: Sequence[Path],
+    upload_hour: datetime,
+    out: Path,
+    limits: EngineLimits = EngineLimits(),
+) -> NormalizedHour:
+    """Write ``out`` atomically: a temporary file in the same folder, then a rename."""
+    started = time.monotonic()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
+    con = _connect(limits)
+    try:
+        rows = _normalize(con, members, upload_hour, staging)
+        os.replace(staging, out)
+    finally:
+        con.close()
+        staging.unlink(missing_ok=True)
+    return NormalizedHour(out, rows, out.stat().st_size, time.monotonic() - started)
+
+
+def _normalize(con: duckdb.DuckDBPyConnection, members: Sequence[Path],
+               upload_hour: datetime, staging: Path) -> int:
+    if not members:
+        return _copy(con, empty_plan(), staging)
+    try:
+        return _copy(con, fast_plan(members, upload_hour), staging)
+    except duckdb.InvalidInputException as error:
+        if "does not have key" not in str(error):
+            raise _explain(con, members, upload_hour, staging, error) from error
+    try:
+        return _copy(con, tolerant_plan(members, upload_hour), staging)
+    except duckdb.Error as error:
+        raise _explain(con, members, upload_hour, staging, error) from error
+
+
+def _explain(con: duckdb.DuckDBPyConnection, members: Sequence[Path], upload_hour: datetime,
+             staging: Path, error: duckdb.Error) -> NormalizeError:
+    """Find the first member that fails on its own, so the message can name it."""
+    culprit = "one of its members"
+    for member in members:
+        try:
+            _copy(con, tolerant_plan([member], upload_hour), staging)
+        except duckdb.Error:
+            culprit = f"member {member.name}"
+            break
+    cause = str(error).split("\n")[0]
+    return NormalizeError(
+        f"upload hour {upload_hour:%Y-%m-%dT%H}: {culprit} does not fit the event schema: {cause}"
+    )

@@ -1,0 +1,103 @@
+"""``python -m pipeline.simulator``: serve the simulated Export API until Ctrl-C.
+
+``--bench N`` instead builds one archive of an hour holding N events and reports the speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pipeline.simulator.archive import build_archive
+from pipeline.simulator.config import SimulatorConfig
+from pipeline.simulator.generator import HourProfile
+from pipeline.simulator.server import Simulator
+
+
+def _config(
+    args: argparse.Namespace, hour_counts: dict[datetime, int] | None = None
+) -> SimulatorConfig:
+    return SimulatorConfig(
+        project_id=args.project_id,
+        api_key=args.api_key,
+        secret_key=args.secret_key,
+        seed=args.seed,
+        profile=HourProfile(base=args.base),
+        hour_counts=hour_counts or {},
+        events_per_member=args.events_per_member,
+        first_member_number=args.first_member_number,
+        project_folder=not args.no_project_folder,
+        max_hours_before_504=args.max_hours_before_504,
+        gzip_level=args.gzip_level,
+        workers=args.workers,
+    )
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    hour = datetime(2025, 7, 1, 17, tzinfo=UTC)
+    config = _config(args, {hour: args.bench})
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool,
+    ):
+        list(pool.map(abs, range(8)))  # start the workers before timing
+        began = time.perf_counter()
+        archive = build_archive(config, hour, hour, Path(folder) / "bench.zip", pool)
+        took = time.perf_counter() - began
+    assert archive is not None
+    print(
+        f"{archive.events} events, {archive.members} members, {archive.size / 1e6:.1f} MB zip "
+        f"in {took:.2f} s: {archive.events / took:,.0f} events/s"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.simulator", description=__doc__)
+    defaults = SimulatorConfig()
+    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    parser.add_argument("--project-id", type=int, default=defaults.project_id)
+    parser.add_argument("--api-key", default=defaults.api_key)
+    parser.add_argument("--secret-key", default=defaults.secret_key)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--base", type=int, default=HourProfile().base, help="events per hour")
+    parser.add_argument("--events-per-member", type=int, default=defaults.events_per_member)
+    parser.add_argument("--first-member-number", type=int, choices=(0, 1), default=0)
+    parser.add_argument("--no-project-folder", action="store_true")
+    parser.add_argument("--max-hours-before-504", type=int, default=None)
+    parser.add_argument("--gzip-level", type=int, default=defaults.gzip_level)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    parser.add_argument("--bench", type=int, metavar="N", help="time building an N-event hour")
+    args = parser.parse_args(argv)
+    if args.bench:
+        return _bench(args)
+    config = _config(args)
+    with Simulator(config, port=args.port, verbose=args.verbose) as sim:
+        now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        day = now - timedelta(days=1)
+        print(f"Amplitude Export API simulator at {sim.url}  (project {config.project_id})")
+        print(f"  API key:    {config.api_key}")
+        print(f"  secret key: {config.secret_key}   (fake credentials, for this simulator only)")
+        print(
+            f"  try: curl -u {config.api_key}:{config.secret_key} -o export.zip "
+            f"'{sim.url}/api/2/export?start={day:%Y%m%d}T00&end={day:%Y%m%d}T23'"
+        )
+        print("Ctrl-C to stop.", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("stopping", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

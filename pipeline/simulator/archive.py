@@ -1,0 +1,174 @@
+"""Export archives: which gzip members a window holds, and writing them into a zip on disk.
+
+Layout, as Amplitude serves it (shared/reference, section 1.2): a zip holding, when
+``project_folder`` is on, a ``<project_id>/`` directory entry, then for every upload hour with
+events the members ``<project_id>/<project_id>_<YYYY-MM-DD>_<H>#<n>.json.gz`` (``H`` not
+zero-padded), each a gzip file of at most ``events_per_member`` NDJSON lines. Members are stored
+(the gzip data does not compress further), and every timestamp in the zip and the gzip headers is
+fixed, so the same config and window always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections import deque
+from collections.abc import Generator, Iterator
+from concurrent.futures import Executor, Future
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from pipeline.simulator.config import SimulatorConfig
+from pipeline.simulator.generator import MemberJob, gzip_member, utc_hour
+
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One gzip member of an export: events ``start..stop-1`` of upload hour ``hour``."""
+
+    name: str  # full path inside the zip
+    hour: datetime
+    number: int
+    start: int
+    stop: int
+
+    @property
+    def events(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class Archive:
+    """A built export zip on disk."""
+
+    path: Path
+    size: int
+    events: int
+    members: int
+
+
+class ArchiveTooLarge(Exception):
+    """The zip would be bigger than ``size_cap_bytes``."""
+
+
+def hours(start: datetime, end: datetime) -> Iterator[datetime]:
+    """The UTC hours from ``start`` to ``end``, both included."""
+    hour, last = utc_hour(start), utc_hour(end)
+    while hour <= last:
+        yield hour
+        hour += HOUR
+
+
+def member_name(config: SimulatorConfig, hour: datetime, number: int) -> str:
+    pid = config.project_id
+    name = f"{pid}_{hour:%Y-%m-%d}_{hour.hour}#{number}.json.gz"
+    return f"{pid}/{name}" if config.project_folder else name
+
+
+def plan(config: SimulatorConfig, start: datetime, end: datetime) -> list[Member]:
+    """The members of the export of ``start..end`` (both included), in served order."""
+    members = []
+    per = config.events_per_member
+    for hour in hours(start, end):
+        count = config.hour_count(hour)
+        for k, first in enumerate(range(0, count, per)):
+            number = config.first_member_number + k
+            name = member_name(config, hour, number)
+            members.append(Member(name, hour, number, first, min(count, first + per)))
+    return members
+
+
+def _zip_time(hour: datetime) -> tuple[int, int, int, int, int, int]:
+    hour = max(hour, datetime(1980, 1, 1, tzinfo=hour.tzinfo))
+    return (hour.year, hour.month, hour.day, hour.hour, 0, 0)
+
+
+def _job(config: SimulatorConfig, member: Member) -> MemberJob:
+    return MemberJob(
+        config.project_id,
+        member.hour,
+        member.start,
+        member.stop,
+        config.seed,
+        config.profile,
+        config.gzip_level,
+    )
+
+
+def _gzipped(
+    config: SimulatorConfig, members: list[Member], executor: Executor | None
+) -> Generator[bytes, None, None]:
+    """The gzip bytes of ``members`` in order; with an executor, built ahead in parallel while
+    keeping only a few finished members in memory."""
+    if executor is None:
+        for member in members:
+            yield gzip_member(_job(config, member))
+        return
+    ahead = 2 * (config.workers or os.cpu_count() or 1) + 1
+    pending: deque[Future[bytes]] = deque()
+    todo = iter(members)
+    try:
+        for member in todo:
+            pending.append(executor.submit(gzip_member, _job(config, member)))
+            if len(pending) >= ahead:
+                break
+        while pending:
+            data = pending.popleft().result()
+            member = next(todo, None)
+            if member is not None:
+                pending.append(executor.submit(gzip_member, _job(config, member)))
+            yield data
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def build_archive(
+    config: SimulatorConfig,
+    start: datetime,
+    end: datetime,
+    path: Path,
+    executor: Executor | None = None,
+) -> Archive | None:
+    """Write the export zip of ``start..end`` (both included) to ``path``.
+
+    Returns None when the window holds no events (Amplitude's 404), and raises ArchiveTooLarge
+    (removing the partial file) as soon as the zip grows past ``config.size_cap_bytes``.
+    ``executor`` (a process pool) builds members in parallel; it is only used when the window
+    holds at least ``config.parallel_min_events`` events.
+    """
+    members = plan(config, start, end)
+    if not members:
+        return None
+    total = sum(m.events for m in members)
+    if total < config.parallel_min_events:
+        executor = None
+    path = Path(path)
+    try:
+        with (
+            open(path, "wb") as raw,
+            zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as zf,
+            closing(_gzipped(config, members, executor)) as gzipped,
+        ):
+            if config.project_folder:
+                folder = zipfile.ZipInfo(f"{config.project_id}/", _zip_time(utc_hour(end)))
+                folder.external_attr = (0o40755 << 16) | 0x10
+                zf.writestr(folder, b"")
+            for member, data in zip(members, gzipped, strict=True):
+                info = zipfile.ZipInfo(member.name, _zip_time(member.hour + HOUR))
+                info.compress_type = zipfile.ZIP_STORED
+                info.external_attr = 0o644 << 16
+                zf.writestr(info, data)
+                if raw.tell() > config.size_cap_bytes:
+                    raise ArchiveTooLarge(f"more than {config.size_cap_bytes} bytes")
+        size = path.stat().st_size
+        if size > config.size_cap_bytes:
+            raise ArchiveTooLarge(f"{size} bytes, more than {config.size_cap_bytes}")
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return Archive(path, size, total, len(members))

@@ -1,0 +1,32 @@
+"""Where the lake and the warehouse live, and the engine limits used on them."""
+
+
+from pathlib import Path
+
+import dagster as dg
+
+from pipeline.lake import Lake
+from pipeline.normalize import EngineLimits
+from pipeline.warehouse import Warehouse
+
+
+class LakeResource(dg.ConfigurableResource):
+    root: str = "data/lake"
+    normalize_threads: int = 2
+    normalize_memory_limit: str = "384MB"
+
+    def lake(self) -> Lake:
+        return Lake(Path(self.root))
+
+    def limits(self) -> EngineLimits:
+        return EngineLimits(self.normalize_threads, self.normalize_memory_limit)
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    path: str = "data/warehouse.duckdb"
+    lock_timeout_seconds: float = 300.0
+    memory_limit: str = "512MB"
+
+    def warehouse(self) -> Warehouse:
+        return Warehouse(Path(self.path), lock_timeout_seconds=self.lock_timeout_seconds,
+                         memory_limit=self.memory_limit)

@@ -1,0 +1,103 @@
+import io
+import zipfile
+from datetime import UTC, datetime
+
+import pytest
+
+from pipeline.amplitude.client import Download
+from pipeline.archive import ArchiveError, ArchiveReader, parse_member_name
+from pipeline.hours import ExportWindow
+from pipeline.lake import Lake
+
+
+def make_zip(path, names, folder=True):
+    with zipfile.ZipFile(path, "w") as archive:
+        if folder:
+            archive.writestr("636686/", b"")
+        for name in names:
+            archive.writestr(name, f"payload of {name}".encode())
+    return path
+
+
+def test_member_names_parse_with_unpadded_hours_and_any_numbering():
+    assert parse_member_name("636686/636686_2026-03-01_7#0.json.gz") == (
+        636686, datetime(2026, 3, 1, 7, tzinfo=UTC), 0)
+    assert parse_member_name("187520_2020-01-25_17#1.json.gz")[1:] == (
+        datetime(2020, 1, 25, 17, tzinfo=UTC), 1)
+
+
+@pytest.mark.parametrize("hostile", [
+    "../636686_2026-03-01_7#0.json.gz",
+    "/etc/636686_2026-03-01_7#0.json.gz",
+    "636686/../../636686_2026-03-01_7#0.json.gz",
+    "636686\\..\\636686_2026-03-01_7#0.json.gz",
+    "636686_2026-03-01_7#0.json.gz/../../x",
+    "notes.txt",
+    "636686_2026-02-30_7#0.json.gz",
+    "636686_2026-03-01_24#0.json.gz",
+])
+def test_hostile_or_unknown_member_names_are_refused(tmp_path, hostile):
+    path = make_zip(tmp_path / "a.zip", ["636686/636686_2026-03-01_7#0.json.gz", hostile])
+    with pytest.raises(ArchiveError):
+        ArchiveReader(path)
+
+
+def test_members_sorted_by_hour_then_part_and_directory_entries_skipped(tmp_path):
+    names = ["636686/636686_2026-03-01_10#1.json.gz", "636686/636686_2026-03-01_9#2.json.gz",
+             "636686/636686_2026-03-01_9#1.json.gz"]
+    with ArchiveReader(make_zip(tmp_path / "a.zip", names)) as reader:
+        assert [m.name for m in reader] == [names[2], names[1], names[0]]
+        assert [h.hour for h in reader.by_hour()] == [9, 10]
+
+
+def test_not_a_zip_is_an_archive_error(tmp_path):
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"<html>oops</html>")
+    with pytest.raises(ArchiveError, match="not a readable zip"):
+        ArchiveReader(bad)
+
+
+def test_landing_writes_only_inside_the_lake_and_replaces_the_hour(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    window = ExportWindow(datetime(2026, 3, 1, 9, tzinfo=UTC), datetime(2026, 3, 1, 11, tzinfo=UTC))
+    first = make_zip(tmp_path / "1.zip", ["636686/636686_2026-03-01_9#0.json.gz",
+                                          "636686/636686_2026-03-01_9#1.json.gz"])
+    landed = lake.land(Download(window, first, first.stat().st_size, 1, 0.5))
+    assert [len(h.members) for h in landed] == [2, 0, 0]
+    nine = lake.landing_dir(window.first_hour)
+    assert sorted(p.name for p in nine.iterdir()) == [
+        "636686_2026-03-01_9#0.json.gz", "636686_2026-03-01_9#1.json.gz", "_manifest.json"]
+    assert (nine / "636686_2026-03-01_9#1.json.gz").read_bytes() == (
+        b"payload of 636686/636686_2026-03-01_9#1.json.gz")
+    # a re-fetch with fewer members leaves no stale file behind
+    second = make_zip(tmp_path / "2.zip", ["636686_2026-03-01_9#0.json.gz"], folder=False)
+    lake.land(Download(window, second, second.stat().st_size, 2, 0.5))
+    assert sorted(p.name for p in nine.iterdir()) == ["636686_2026-03-01_9#0.json.gz",
+                                                      "_manifest.json"]
+    assert lake.landed(window.first_hour).window_requests == 2
+    leftovers = [p for p in (tmp_path / "lake").rglob("*") if ".staging-" in p.name
+                 or ".retired-" in p.name]
+    assert leftovers == []
+    assert all(str(p).startswith(str(tmp_path / "lake")) for p in (tmp_path / "lake").rglob("*"))
+
+
+def test_members_outside_the_window_are_an_error(tmp_path):
+    window = ExportWindow(datetime(2026, 3, 1, 9, tzinfo=UTC), datetime(2026, 3, 1, 9, tzinfo=UTC))
+    path = make_zip(tmp_path / "a.zip", ["636686_2026-03-01_12#0.json.gz"])
+    with pytest.raises(ArchiveError, match="outside it: 2026-03-01T12"):
+        Lake(tmp_path / "lake").land(Download(window, path, 1, 1, 0.1))
+
+
+def test_a_member_with_a_bad_crc_is_reported(tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("636686_2026-03-01_9#0.json.gz", b"A" * 1000)
+    data = bytearray(buffer.getvalue())
+    data[data.index(b"AAAA") + 10] = ord("B")
+    path = tmp_path / "crc.zip"
+    path.write_bytes(bytes(data))
+    window = ExportWindow(datetime(2026, 3, 1, 9, tzinfo=UTC), datetime(2026, 3, 1, 9, tzinfo=UTC))
+    lake = Lake(tmp_path / "lake")
+    with pytest.raises(ArchiveError, match="damaged"):
+        lake.land(Download(window, path, len(data), 1, 0.1))
+    assert not lake.landing_dir(window.first_hour).exists()

@@ -1,0 +1,34 @@
+from pathlib import Path
+
+import pytest
+
+from pipeline.settings import Settings, SettingsError
+
+
+def test_defaults_and_region_hosts():
+    s = Settings.from_env({"AMPLITUDE_API_KEY": "k", "AMPLITUDE_SECRET_KEY": "s"})
+    assert s.base_url == "https://amplitude.com"
+    assert (s.lag_hours, s.max_window_hours) == (2, 24)
+    assert s.warehouse_path == Path("data/warehouse.duckdb")
+    assert s.lake_root == Path("data/lake")
+    eu = Settings.from_env({"AMPLITUDE_REGION": "EU"})
+    assert eu.base_url == "https://analytics.eu.amplitude.com"
+    local = Settings.from_env({"AMPLITUDE_REGION": "eu", "AMPLITUDE_BASE_URL": "http://127.0.0.1:9/"})
+    assert local.base_url == "http://127.0.0.1:9"
+
+
+def test_secrets_never_show_in_repr():
+    s = Settings.from_env({"AMPLITUDE_API_KEY": "key-123", "AMPLITUDE_SECRET_KEY": "shh-456"})
+    assert "key-123" not in repr(s) and "shh-456" not in repr(s)
+    assert s.api_key == "key-123"
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"AMPLITUDE_REGION": "apac"}, "AMPLITUDE_REGION"),
+    ({"AMPLITUDE_LAG_HOURS": "two"}, "AMPLITUDE_LAG_HOURS"),
+    ({"AMPLITUDE_LAG_HOURS": "-1"}, "AMPLITUDE_LAG_HOURS"),
+    ({"AMPLITUDE_START": "yesterday"}, "AMPLITUDE_START"),
+])
+def test_bad_settings_name_the_variable(env, message):
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(env)
