@@ -126,11 +126,11 @@ class Warehouse:
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(f"DELETE FROM {EVENTS_TABLE} WHERE _upload_hour = ?", [hour])
-            in_file = con.execute("SELECT count(*) FROM read_parquet(?)",
+            in_file = con.execute("SELECT count(*) FROM read_parquet(?, hive_partitioning = false)",
                                   [str(parquet)]).fetchone()[0]
             inserted = con.execute(
                 f"INSERT INTO {EVENTS_TABLE} BY NAME "
-                "SELECT * FROM read_parquet(?) WHERE _upload_hour = ?",
+                "SELECT * FROM read_parquet(?, hive_partitioning = false) WHERE _upload_hour = ?",
                 [str(parquet), hour],
             ).fetchone()[0]
             if not inserted == in_file == record.rows:

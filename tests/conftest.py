@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,23 @@ from pipeline.simulator import HourProfile, Simulator, SimulatorConfig
 
 DAY = datetime(2026, 3, 1, tzinfo=UTC)
 SMALL = SimulatorConfig(profile=HourProfile(base=40), events_per_member=25)
+EMPTY_HOURS = [DAY + timedelta(hours=h) for h in range(24)
+               if SMALL.hour_count(DAY + timedelta(hours=h)) == 0]
+
+
+class FakeClock:
+    """Time that passes only when the client sleeps, so backoff tests take no wall time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
 
 
 @pytest.fixture
@@ -25,14 +42,14 @@ def simulator() -> Iterator[Simulator]:
 
 def make_client(sim: Simulator, **retry: float) -> ExportClient:
     """A client with short timeouts and no real sleeping, so fault tests stay fast."""
-    sleeps: list[float] = []
+    clock = FakeClock()
     client = ExportClient(
         sim.url, sim.config.api_key, sim.config.secret_key,
         timeouts=Timeouts(connect_seconds=2, read_seconds=float(retry.pop("read", 2.0))),
         retry=RetryPolicy(**{"max_attempts": 4, "base_delay_seconds": 0.01, **retry}),
-        sleep=sleeps.append, seed=1,
+        sleep=clock.sleep, clock=clock, seed=1,
     )
-    client.sleeps = sleeps  # type: ignore[attr-defined]
+    client.sleeps = clock.sleeps  # type: ignore[attr-defined]
     return client
 
 

@@ -89,6 +89,7 @@ class ExportClient:
         timeouts: Timeouts = Timeouts(),
         retry: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
     ) -> None:
         if not api_key or not secret_key:
@@ -97,6 +98,7 @@ class ExportClient:
         self.region = region
         self.retry = retry
         self._sleep = sleep
+        self._clock = clock
         self._rng = random.Random(seed)
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -121,16 +123,16 @@ class ExportClient:
         A 504 on a window that can still be halved is returned to the caller at once as
         ``WindowTooLarge`` rather than retried: retrying the same oversized request wastes minutes.
         """
-        started = time.monotonic()
+        started = self._clock()
         attempt = 0
         while True:
             attempt += 1
             try:
                 size = self._attempt(window, dest, splittable=splittable)
                 return Download(window, dest if size else None, size, attempt,
-                                time.monotonic() - started)
+                                self._clock() - started)
             except TransientError as error:
-                elapsed = time.monotonic() - started
+                elapsed = self._clock() - started
                 wait = error.retry_after
                 if wait is None:
                     wait = self.retry.delay(attempt, self._rng)

@@ -18,6 +18,7 @@ The same (project, hour, seed, profile) always yields the same bytes; ``uuid`` i
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import zlib
@@ -255,11 +256,12 @@ _KINDS = (
      ("amplitude-ts/2.11.1",), 35),
     (None, None, (None,), (None,), ("http/2.0",), 10),
 )  # fmt: skip
+_PAYING = ("null", "null", "true", "false")
 _BROWSERS = ("Chrome", "Safari", "Firefox", "Edge")
 _KIND_TABLE = tuple(k for k in _KINDS for _ in range(k[5]))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _User:
     head: bytes  # '"amplitude_id": ..., "app": ..., "city": ..., "client_event_time": '
     country: bytes  # '"country": ..., "data": '
@@ -272,87 +274,95 @@ class _User:
     server_side: bool  # sends through the HTTP API: custom $insert_id
 
 
+_jc = functools.lru_cache(maxsize=None)(_j)  # JSON of the (few, hashable) pool values
+_UP_CONST = _j({"emoji": "🚀", "quote": 'say "hi"\n\tnew line'})[1:-1]
+_UP_ADDRESS = (
+    ", " + _j({"address": {"street": "Hauptstraße 5", "zip": "80331", "geo": [48.1, 11.5]}})[1:-1]
+)
+
+
 def _make_user(project_id: int, seed: int, n: int) -> _User:
+    """One user (device) and everything about them that stays put from event to event. Ids built
+    here hold no quotes, backslashes or control characters, so quoting them is valid JSON."""
     rng = random.Random(_stream_seed(project_id, seed, n, 0xA11CE))
-    kind = rng.choice(_KIND_TABLE)
-    platform, os_name, os_versions, families, libraries, _ = kind
+    rand = rng.random
+    platform, os_name, os_versions, families, libraries, _ = _KIND_TABLE[int(rand() * 100)]
     if platform == "Web":
-        os_name = rng.choice(_BROWSERS)
-    server_side = platform is None
+        os_name = _BROWSERS[int(rand() * 4)]
     if platform == "iOS":
         device_id = _uuid_from(rng.getrandbits(122)).decode().upper()
-    elif platform in ("Android", "Web"):
+    elif platform is not None:
         device_id = _uuid_from(rng.getrandbits(122)).decode()
     else:
         device_id = f"dev-{n:05d}-{rng.getrandbits(32):08x}"
-    city, country, region, dma = rng.choice(_CITIES)
-    r = rng.random()
+    city, country, region, dma = _CITIES[int(rand() * len(_CITIES))]
+    r = rand()
     if r < 0.75:
-        user_id: str | None = f"user_{n}@example.com"
+        user_id = f'"user_{n}@example.com"'
     elif r < 0.78:
-        user_id = f"josé.müller+{n}@exämple.de"
+        user_id = f'"josé.müller+{n}@exämple.de"'
     elif r < 0.80:
-        user_id = f"{n:010d}"  # leading zeros: must stay a string
+        user_id = f'"{n:010d}"'  # leading zeros: must stay a string
     else:
-        user_id = None
-    if rng.random() < 0.9:
-        ip = rng.choice(
-            (f"203.0.113.{rng.randrange(256)}", f"198.51.100.{rng.randrange(256)}",
-             f"2001:db8::{rng.getrandbits(16):x}:{rng.getrandbits(16):x}")
-        )  # fmt: skip
+        user_id = "null"
+    r = rand()
+    bits = rng.getrandbits(32)
+    if r < 0.4:
+        ip = f'"203.0.113.{bits & 255}"'
+    elif r < 0.8:
+        ip = f'"198.51.100.{bits & 255}"'
+    elif r < 0.9:
+        ip = f'"2001:db8::{bits >> 16:x}:{bits & 0xFFFF:x}"'
     else:
-        ip = None
-    located = rng.random() < 0.3
-    lat = round(rng.uniform(-90, 90), 6) if located else None
-    lng = round(rng.uniform(-180, 180), 6) if located else None
-    user_properties: dict[str, object] = {
-        "plan": rng.choice(_PLANS),
-        "gp:ltv": rng.randrange(900),
-        "emoji": "🚀",
-        "quote": 'say "hi"\n\tnew line',
-        "initial_utm_source": rng.choice(_SOURCES),
-    }
-    if rng.random() < 0.2:
-        user_properties["cohorts"] = ["beta", f"c{rng.randrange(50)}"]
-    if rng.random() < 0.1:
-        user_properties["address"] = {
-            "street": "Hauptstraße 5",
-            "zip": "80331",
-            "geo": [48.1, 11.5],
-        }
+        ip = "null"
+    if rand() < 0.3:
+        lat, lng = repr(round(rand() * 180 - 90, 6)), repr(round(rand() * 360 - 180, 6))
+    else:
+        lat = lng = "null"
+    user_properties = (
+        f'{{"plan": {_jc(_PLANS[bits >> 30])}, "gp:ltv": {(bits >> 8) % 900}, {_UP_CONST}, '
+        f'"initial_utm_source": {_jc(_SOURCES[int(rand() * len(_SOURCES))])}'
+    )
+    if rand() < 0.2:
+        user_properties += f', "cohorts": ["beta", "c{(bits >> 4) % 50}"]'
+    if rand() < 0.1:
+        user_properties += _UP_ADDRESS
     skew = 0
-    if rng.random() < 0.1:
-        skew = rng.choice((-1, 1)) * rng.randrange(60_000, 6 * _HOUR_MS)
+    if rand() < 0.1:
+        skew = (1 if rand() < 0.5 else -1) * rng.randrange(60_000, 6 * _HOUR_MS)
     amplitude_id = 1_000_000_000_000 + rng.randrange(8_999_999_999_999)
-    carrier = rng.choice(_CARRIERS) if platform in ("iOS", "Android") else None
+    carrier = _CARRIERS[int(rand() * len(_CARRIERS))] if platform in ("iOS", "Android") else None
+    family = families[int(rand() * len(families))]
     return _User(
-        head=f'"amplitude_id": {amplitude_id}, "app": {project_id}, "city": {_j(city)}, '
+        head=f'"amplitude_id": {amplitude_id}, "app": {project_id}, "city": {_jc(city)}, '
         '"client_event_time": '.encode(),
-        country=f'"country": {_j(country)}, "data": '.encode(),
+        country=f'"country": {_jc(country)}, "data": '.encode(),
         device=(
             '"data_type": "event", "device_brand": null, '
-            f'"device_carrier": {_j(carrier)}, '
-            f'"device_family": {_j(rng.choice(families))}, "device_id": {_j(device_id)}, '
+            f'"device_carrier": {_jc(carrier)}, '
+            f'"device_family": {_jc(family)}, "device_id": "{device_id}", '
             '"device_manufacturer": null, "device_model": null, "device_type": null, '
-            f'"dma": {_j(dma)}, "event_id": '
+            f'"dma": {_jc(dma)}, "event_id": '
         ).encode(),
         mid=(
-            f'"ip_address": {_j(ip)}, "is_attribution_event": null, '
-            f'"language": {_j(rng.choice(_LANGUAGES))}, "library": {_j(rng.choice(libraries))}, '
-            f'"location_lat": {_j(lat)}, "location_lng": {_j(lng)}, "os_name": {_j(os_name)}, '
-            f'"os_version": {_j(rng.choice(os_versions))}, "partner_id": null, '
-            f'"paying": {_j(rng.choice((None, None, True, False)))}, "plan": {{}}, '
-            f'"platform": {_j(platform)}, "processed_time": '
+            f'"ip_address": {ip}, "is_attribution_event": null, '
+            f'"language": {_jc(_LANGUAGES[int(rand() * len(_LANGUAGES))])}, '
+            f'"library": {_jc(libraries[int(rand() * len(libraries))])}, '
+            f'"location_lat": {lat}, "location_lng": {lng}, "os_name": {_jc(os_name)}, '
+            f'"os_version": {_jc(os_versions[int(rand() * len(os_versions))])}, '
+            f'"partner_id": null, "paying": {_PAYING[int(rand() * 4)]}, "plan": {{}}, '
+            f'"platform": {_jc(platform)}, "processed_time": '
         ).encode(),
-        region=f'"region": {_j(region)}, "sample_rate": null, "server_received_time": '.encode(),
+        region=f'"region": {_jc(region)}, "sample_rate": null, "server_received_time": '.encode(),
         tail=(
-            f'"source_id": null, "start_version": {_j(rng.choice(_START_VERSIONS))}, '
-            f'"user_creation_time": null, "user_id": {_j(user_id)}, '
-            f'"user_properties": {_j(user_properties)}, "uuid": '
+            f'"source_id": null, '
+            f'"start_version": {_jc(_START_VERSIONS[int(rand() * len(_START_VERSIONS))])}, '
+            f'"user_creation_time": null, "user_id": {user_id}, '
+            f'"user_properties": {user_properties}}}, "uuid": '
         ).encode(),
-        version=f'"version_name": {_j(rng.choice(_VERSIONS))}'.encode(),
+        version=f'"version_name": {_jc(_VERSIONS[int(rand() * len(_VERSIONS))])}'.encode(),
         skew_ms=skew,
-        server_side=server_side,
+        server_side=platform is None,
     )
 
 

@@ -2,7 +2,6 @@ import json
 from datetime import UTC, datetime
 
 import duckdb
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 

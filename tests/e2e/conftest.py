@@ -1,0 +1,150 @@
+"""Dagster end to end: the real definitions, the simulator over HTTP, a real lake and warehouse."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from assets.definitions import build_defs
+from assets.partitions import partition_key
+from pipeline.lake import Lake
+from pipeline.schema import EXPORT_COLUMNS, KNOWN_KEYS
+from pipeline.settings import Settings
+from pipeline.simulator import Simulator, SimulatorConfig
+from tests.conftest import DAY, SMALL
+
+TIMESTAMPS = {c.key for c in EXPORT_COLUMNS if c.duckdb_type == "TIMESTAMPTZ"}
+JSONS = {c.key for c in EXPORT_COLUMNS if c.duckdb_type == "JSON"}
+
+
+@dataclass
+class Project:
+    """One simulated Amplitude project wired to one Dagster code location."""
+
+    sim: Simulator
+    root: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "AMPLITUDE_API_KEY": self.sim.config.api_key,
+            "AMPLITUDE_SECRET_KEY": self.sim.config.secret_key,
+            "AMPLITUDE_BASE_URL": self.sim.url,
+            "AMPLITUDE_START": f"{DAY - timedelta(days=1):%Y-%m-%dT%H}",
+            "WAREHOUSE_PATH": str(self.root / "warehouse.duckdb"),
+            "LAKE_ROOT": str(self.root / "lake"),
+        }
+
+    def defs(self) -> dg.Definitions:
+        return build_defs(Settings.from_env(self.env))
+
+    def materialize(self, first: datetime, last: datetime | None = None,
+                    raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+        defs = self.defs()
+        tags = {}
+        if last is not None:
+            tags = {"dagster/asset_partition_range_start": partition_key(first),
+                    "dagster/asset_partition_range_end": partition_key(last)}
+        return dg.materialize(
+            list(defs.assets), resources=defs.resources, instance=self.instance,
+            partition_key=None if last is not None else partition_key(first), tags=tags,
+            raise_on_error=raise_on_error,
+        )
+
+    instance: dg.DagsterInstance | None = None
+
+    @property
+    def lake(self) -> Lake:
+        return Lake(self.root / "lake")
+
+    def warehouse(self) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(str(self.root / "warehouse.duckdb"), read_only=True)
+        con.execute("SET TimeZone = 'UTC'")
+        return con
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Iterator[Project]:
+    with Simulator(SMALL) as sim, dg.instance_for_test() as instance:
+        proj = Project(sim, tmp_path, instance)
+        for name, value in proj.env.items():
+            monkeypatch.setenv(name, value)
+        yield proj
+
+
+def make_project(config: SimulatorConfig):
+    """For tests that need a simulator configured differently from SMALL."""
+
+    @pytest.fixture
+    def fixture(tmp_path, monkeypatch) -> Iterator[Project]:
+        with Simulator(config) as sim, dg.instance_for_test() as instance:
+            proj = Project(sim, tmp_path, instance)
+            for name, value in proj.env.items():
+                monkeypatch.setenv(name, value)
+            yield proj
+
+    return fixture
+
+
+# ---- what the simulator served, read independently of the pipeline's parser ----
+
+def _ts(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    fmt = "%Y-%m-%d %H:%M:%S.%f" if "." in text else "%Y-%m-%d %H:%M:%S"
+    return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+
+
+def served_rows(sim: Simulator, hour: datetime) -> dict[str, dict]:
+    """Each served line, keyed by uuid, in the shape the warehouse should hold it."""
+    rows = {}
+    for raw in sim.hour_lines(hour):
+        line = json.loads(raw)
+        row = {}
+        for column in EXPORT_COLUMNS:
+            value = line.get(column.key)
+            row[column.name] = _ts(value) if column.key in TIMESTAMPS else value
+        extras = {k: v for k, v in line.items() if k not in KNOWN_KEYS}
+        row["_extras"] = extras or None
+        row["_upload_hour"] = hour
+        rows[line["uuid"]] = row
+    return rows
+
+
+def canonical(row: dict) -> dict:
+    """A loaded row with its JSON text parsed back, comparable to ``served_rows``."""
+    out = dict(row)
+    for key in [*JSONS, "_extras"]:
+        name = key.lstrip("$")
+        if out.get(name) is not None:
+            out[name] = json.loads(out[name])
+    out.pop("_source_member", None)
+    return out
+
+
+def warehouse_rows(con: duckdb.DuckDBPyConnection, hour: datetime) -> dict[str, dict]:
+    cursor = con.execute("SELECT * FROM amplitude.events WHERE _upload_hour = ?", [hour])
+    names = [d[0] for d in cursor.description]
+    return {r["uuid"]: canonical(r) for r in (dict(zip(names, t)) for t in cursor.fetchall())}
+
+
+def parquet_rows(path: Path) -> dict[str, dict]:
+    return {r["uuid"]: canonical(r) for r in pq.read_table(path).to_pylist()}
+
+
+def hour_metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict[str, dict]:
+    """Metadata of each partition's materialization in a run, by partition key."""
+    return {
+        event.partition: {k: v.value for k, v in event.metadata.items()}
+        for event in (e.event_specific_data.materialization
+                      for e in result.get_asset_materialization_events())
+        if event.asset_key == key
+    }

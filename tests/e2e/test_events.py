@@ -1,0 +1,186 @@
+"""Materialize the real assets through Dagster against the simulator over HTTP on 127.0.0.1."""
+
+from datetime import timedelta
+
+import dagster as dg
+import pytest
+
+from assets.events import EVENTS, EVENTS_PARQUET, RAW_EXPORT
+from assets.partitions import partition_key
+from pipeline.simulator import Fault, SimulatorConfig
+from tests.conftest import DAY, EMPTY_HOURS, SMALL
+from tests.e2e.conftest import (
+    hour_metadata,
+    make_project,
+    parquet_rows,
+    served_rows,
+    warehouse_rows,
+)
+
+H = timedelta(hours=1)
+BUSY = DAY + 8 * H
+
+
+def assert_hour_matches_served(project, hour):
+    expected = served_rows(project.sim, hour)
+    with project.warehouse() as con:
+        loaded = warehouse_rows(con, hour)
+    assert len(loaded) == len(expected) == project.sim.hour_count(hour)
+    assert loaded == expected
+    assert parquet_rows(project.lake.events_file(hour)) == expected
+
+
+def test_one_hour_lands_normalizes_and_loads_every_field(project):
+    result = project.materialize(BUSY)
+    assert result.success
+    assert_hour_matches_served(project, BUSY)
+    landing = project.lake.landing_dir(BUSY)
+    members = sorted(p.name for p in landing.glob("*.json.gz"))
+    assert len(members) == -(-project.sim.hour_count(BUSY) // SMALL.events_per_member) > 1
+    parquet = project.lake.events_file(BUSY)
+    assert parquet.relative_to(project.root / "lake").as_posix() == (
+        "amplitude/events/upload_date=2026-03-01/upload_hour=08/events.parquet")
+    with project.warehouse() as con:
+        assert con.execute("SELECT count(DISTINCT _source_member) FROM amplitude.events"
+                           ).fetchone() == (len(members),)
+        ledger = con.execute("SELECT rows, archive_members, bytes_downloaded, request_window, "
+                             "window_requests FROM amplitude._loads").fetchall()
+    assert ledger == [(project.sim.hour_count(BUSY), len(members),
+                       sum(p.stat().st_size for p in landing.glob("*.json.gz")),
+                       "20260301T08..20260301T08", 1)]
+    meta = hour_metadata(result, EVENTS)[partition_key(BUSY)]
+    assert meta["dagster/row_count"] == project.sim.hour_count(BUSY)
+    assert meta["archive_members"] == len(members) and meta["requests"] == 1
+    assert meta["bytes_downloaded"] > 0 and meta["fetch_seconds"] >= 0
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks == {"rows_match_lake": True, "uuid_unique_per_hour": True}
+
+
+def test_a_day_is_one_request_and_each_hour_lands_in_its_own_partition(project):
+    last = DAY + 23 * H
+    result = project.materialize(DAY, last)
+    assert result.success
+    assert [r.params for r in project.sim.export_requests()] == [
+        {"start": "20260301T00", "end": "20260301T23"}]
+    for hour in [DAY + i * H for i in range(24)]:
+        assert_hour_matches_served(project, hour)
+    meta = hour_metadata(result, EVENTS)
+    assert len(meta) == 24
+    assert {k: m["dagster/row_count"] for k, m in meta.items()} == {
+        partition_key(DAY + i * H): project.sim.hour_count(DAY + i * H) for i in range(24)}
+    assert len({m["dagster/row_count"] for m in meta.values()}) > 5  # not one total repeated
+    for empty in EMPTY_HOURS:
+        assert meta[partition_key(empty)]["dagster/row_count"] == 0
+        assert meta[partition_key(empty)]["archive_members"] == 0
+    raw = hour_metadata(result, RAW_EXPORT)
+    assert sum(m["bytes_downloaded"] for m in raw.values()) > 0
+    assert {m["request_window"] for m in raw.values()} == {"20260301T00..20260301T23"}
+
+
+def test_rerunning_hours_and_ranges_leaves_exactly_the_same_rows(project):
+    last = DAY + 5 * H
+    project.materialize(DAY, last)
+    with project.warehouse() as con:
+        first = con.execute("SELECT * FROM amplitude.events ORDER BY uuid").fetchall()
+    project.materialize(DAY + 2 * H)
+    project.materialize(DAY, last)
+    project.materialize(DAY + H, DAY + 3 * H)
+    with project.warehouse() as con:
+        assert con.execute("SELECT * FROM amplitude.events ORDER BY uuid").fetchall() == first
+        assert con.execute("SELECT count(*) FROM amplitude._loads").fetchone() == (6,)
+    assert len(first) == sum(project.sim.hour_count(DAY + i * H) for i in range(6))
+
+
+def test_an_empty_hour_materializes_with_zero_rows(project):
+    empty = EMPTY_HOURS[0]
+    result = project.materialize(empty)
+    assert result.success
+    assert [r.status for r in project.sim.export_requests()] == [404]
+    assert hour_metadata(result, EVENTS_PARQUET)[partition_key(empty)]["dagster/row_count"] == 0
+    assert project.lake.events_file(empty).exists()
+    with project.warehouse() as con:
+        assert con.execute("SELECT rows FROM amplitude._loads").fetchall() == [(0,)]
+
+
+def test_transient_faults_are_retried_inside_the_run(project):
+    project.sim.inject(Fault.status(503), Fault.truncate(0.3), Fault.corrupt())
+    result = project.materialize(DAY + 10 * H, DAY + 12 * H)
+    assert result.success
+    assert len(project.sim.export_requests()) == 4
+    for hour in (DAY + 10 * H, DAY + 11 * H, DAY + 12 * H):
+        assert_hour_matches_served(project, hour)
+    assert hour_metadata(result, EVENTS)[partition_key(DAY + 10 * H)]["requests"] == 4
+
+
+timeouts_project = make_project(SimulatorConfig(
+    profile=SMALL.profile, events_per_member=SMALL.events_per_member, max_hours_before_504=5))
+
+
+def test_windows_that_time_out_are_halved_and_still_land_per_hour(timeouts_project):
+    project = timeouts_project
+    result = project.materialize(DAY, DAY + 23 * H)
+    assert result.success
+    statuses = [r.status for r in project.sim.export_requests()]
+    # 24 hours → 504; 2 × 12 → 504; 4 × 6 → 504; 8 × 3 → served
+    assert statuses.count(504) == 7 and len(statuses) == 15
+    for hour in [DAY + i * H for i in range(24)]:
+        assert_hour_matches_served(project, hour)
+
+
+size_cap_project = make_project(SimulatorConfig(
+    profile=SMALL.profile, events_per_member=SMALL.events_per_member, size_cap_bytes=150_000))
+
+
+def test_windows_over_the_size_cap_are_halved(size_cap_project):
+    project = size_cap_project
+    result = project.materialize(DAY, DAY + 23 * H)
+    assert result.success
+    assert 400 in [r.status for r in project.sim.export_requests()]
+    for hour in [DAY + i * H for i in range(24)]:
+        assert_hour_matches_served(project, hour)
+
+
+def test_bad_credentials_fail_clearly_lose_nothing_and_leak_nothing(project, monkeypatch):
+    project.materialize(BUSY)
+    with project.warehouse() as con:
+        before = con.execute("SELECT * FROM amplitude.events ORDER BY uuid").fetchall()
+    monkeypatch.setenv("AMPLITUDE_SECRET_KEY", "a-wrong-secret-value")
+    result = project.materialize(BUSY, raise_on_error=False)
+    assert not result.success
+    failure = result.get_step_failure_events()[0].event_specific_data.error
+    assert "AMPLITUDE_API_KEY and AMPLITUDE_SECRET_KEY" in failure.to_string()
+    with project.warehouse() as con:
+        assert con.execute("SELECT * FROM amplitude.events ORDER BY uuid").fetchall() == before
+    records = project.instance.get_records_for_run(result.run_id).records
+    logged = "\n".join(str(r.event_log_entry) for r in records)
+    assert "a-wrong-secret-value" not in logged and project.sim.config.api_key not in logged
+
+
+def test_unready_hours_do_not_exist_as_partitions(project):
+    partitions = project.defs().resolve_assets_def(EVENTS).partitions_def
+    last = partitions.get_last_partition_key()
+    assert last is not None
+    from datetime import UTC, datetime
+
+    from pipeline.hours import last_ready_hour
+    assert last == partition_key(last_ready_hour(datetime.now(UTC), lag_hours=2))
+
+
+def test_schedule_is_off_by_default_and_targets_the_hourly_job(project):
+    defs = project.defs()
+    schedule = defs.resolve_schedule_def("amplitude_hourly_schedule")
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert schedule.job_name == "amplitude_hourly"
+    job = defs.resolve_job_def("amplitude_hourly")
+    assert set(job.asset_layer.executable_asset_keys) == {RAW_EXPORT, EVENTS_PARQUET, EVENTS}
+
+
+@pytest.mark.parametrize("lag", [0, 2, 5])
+def test_the_partition_end_follows_the_lag(project, monkeypatch, lag):
+    from datetime import UTC, datetime
+
+    from assets.partitions import upload_hour_partitions
+    from pipeline.hours import last_ready_hour
+    partitions = upload_hour_partitions(DAY, lag)
+    assert partitions.get_last_partition_key() == partition_key(
+        last_ready_hour(datetime.now(UTC), lag))

@@ -1,0 +1,132 @@
+"""The export client against the simulator over real HTTP on 127.0.0.1."""
+
+import zipfile
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pipeline.amplitude.client import AuthError, ExportClient, ExportError, Timeouts
+from pipeline.amplitude.export import HourTooLarge, fetch_windows
+from pipeline.hours import ExportWindow
+from pipeline.simulator import Fault, Simulator, SimulatorConfig
+from tests.conftest import DAY, EMPTY_HOURS, SMALL, make_client
+
+H = timedelta(hours=1)
+BUSY = ExportWindow(DAY + 8 * H, DAY + 8 * H)
+assert SMALL.hour_count(BUSY.first_hour) > 25  # several members
+
+
+def test_a_window_streams_to_disk_as_a_valid_zip(simulator, tmp_path):
+    with make_client(simulator) as client:
+        download = client.download(BUSY, tmp_path / "a.zip", splittable=False)
+    assert download.path == tmp_path / "a.zip" and download.attempts == 1
+    assert download.bytes == download.path.stat().st_size
+    names = zipfile.ZipFile(download.path).namelist()
+    assert any(name.endswith("#0.json.gz") for name in names)
+    (request,) = simulator.export_requests()
+    assert request.params == {"start": "20260301T08", "end": "20260301T08"}
+
+
+def test_404_means_no_events_not_an_error(tmp_path):
+    empty_hour = EMPTY_HOURS[0]
+    with Simulator(SMALL) as sim, make_client(sim) as client:
+        download = client.download(ExportWindow(empty_hour, empty_hour), tmp_path / "e.zip",
+                                   splittable=False)
+    assert download.path is None and download.bytes == 0
+    assert not (tmp_path / "e.zip").exists()
+
+
+@pytest.mark.parametrize("api_key, secret, status", [("wrong", "sim-secret-key", 403),
+                                                     ("sim-api-key", "wrong", 403)])
+def test_bad_credentials_fail_at_once_naming_variables_not_values(simulator, tmp_path, api_key,
+                                                                  secret, status):
+    client = ExportClient(simulator.url, api_key, secret, region="eu", sleep=lambda s: None)
+    with client, pytest.raises(AuthError) as caught:
+        client.download(BUSY, tmp_path / "a.zip", splittable=False)
+    message = str(caught.value)
+    assert f"({status})" in message and "AMPLITUDE_API_KEY" in message
+    assert "AMPLITUDE_SECRET_KEY" in message and "'eu'" in message
+    assert "wrong" not in message and "sim-secret-key" not in message
+    assert len(simulator.export_requests()) == 1
+
+
+def test_missing_credentials_are_refused_before_any_request():
+    with pytest.raises(AuthError, match="AMPLITUDE_API_KEY and AMPLITUDE_SECRET_KEY"):
+        ExportClient("http://127.0.0.1:9", "", "")
+
+
+def test_429_waits_as_long_as_retry_after_says(simulator, tmp_path):
+    simulator.inject(Fault.status(429, retry_after=7), Fault.status(429, retry_after=3))
+    with make_client(simulator) as client:
+        download = client.download(BUSY, tmp_path / "a.zip", splittable=False)
+        assert client.sleeps == [7.0, 3.0]
+    assert download.attempts == 3
+
+
+@pytest.mark.parametrize("fault", [
+    Fault.status(500), Fault.status(502), Fault.status(503), Fault.truncate(0.5),
+    Fault.drop(), Fault.corrupt(), Fault.slow(3.0),
+], ids=["500", "502", "503", "truncated", "dropped", "not-a-zip", "read-timeout"])
+def test_transient_failures_are_retried(simulator, tmp_path, fault):
+    simulator.inject(fault)
+    with make_client(simulator, read=1.0) as client:
+        download = client.download(BUSY, tmp_path / "a.zip", splittable=False)
+        assert len(client.sleeps) == 1 and 0 < client.sleeps[0] <= 0.01
+    assert download.attempts == 2
+    assert zipfile.ZipFile(download.path).testzip() is None
+    assert list(tmp_path.glob("*.part")) == []
+
+
+def test_retries_are_bounded_in_count(simulator, tmp_path):
+    simulator.inject(*[Fault.status(503)] * 10)
+    with make_client(simulator, max_attempts=3) as client, \
+            pytest.raises(ExportError, match="failed after 3 attempts"):
+        client.download(BUSY, tmp_path / "a.zip", splittable=False)
+    assert len(simulator.export_requests()) == 3
+
+
+def test_retries_are_bounded_in_time(simulator, tmp_path):
+    simulator.inject(*[Fault.status(429, retry_after=50)] * 10)
+    with make_client(simulator, max_attempts=10, max_elapsed_seconds=120) as client, \
+            pytest.raises(ExportError, match="failed after 3 attempts"):
+        client.download(BUSY, tmp_path / "a.zip", splittable=False)
+
+
+def test_connection_refused_is_retried_then_reported(tmp_path):
+    client = ExportClient("http://127.0.0.1:9", "k", "s", timeouts=Timeouts(1, 1),
+                          sleep=lambda s: None)
+    with client, pytest.raises(ExportError, match="connection failed"):
+        client.download(BUSY, tmp_path / "a.zip", splittable=False)
+
+
+def test_oversized_windows_halve_down_to_single_hours(tmp_path):
+    config = SimulatorConfig(profile=SMALL.profile, events_per_member=25, max_hours_before_504=3)
+    day = ExportWindow(DAY, DAY + 23 * H)
+    with Simulator(config) as sim, make_client(sim) as client:
+        downloads = list(fetch_windows(client, [day], tmp_path))
+        served = [(r.params["start"], r.params["end"], r.status) for r in sim.export_requests()]
+    assert [d.window.hour_count for d in downloads] == [3] * 8
+    assert sum(d.window.hour_count for d in downloads) == 24
+    assert served[:4] == [("20260301T00", "20260301T23", 504), ("20260301T00", "20260301T11", 504),
+                          ("20260301T00", "20260301T05", 504), ("20260301T00", "20260301T02", 200)]
+    assert sum(d.attempts for d in downloads) == len(served)
+
+
+def test_an_hour_over_the_size_cap_points_to_the_s3_export(tmp_path):
+    config = SimulatorConfig(profile=SMALL.profile, events_per_member=25, size_cap_bytes=2_000)
+    with Simulator(config) as sim, make_client(sim) as client, \
+            pytest.raises(HourTooLarge, match=r"2026-03-01T08 alone .* Amazon S3 export"):
+        list(fetch_windows(client, [ExportWindow(DAY + 8 * H, DAY + 9 * H)], tmp_path))
+    assert [r.status for r in sim.export_requests()] == [400, 400]
+
+
+def test_a_single_hour_504_is_retried_then_reported_as_too_large(simulator, tmp_path):
+    simulator.inject(*[Fault.status(504)] * 5)
+    with make_client(simulator, max_attempts=3) as client, \
+            pytest.raises(HourTooLarge, match="Amazon S3"):
+        list(fetch_windows(client, [BUSY], tmp_path))
+    assert len(simulator.export_requests()) == 3
+
+
+def test_served_hour_is_in_utc(simulator):
+    assert DAY.tzinfo is UTC and datetime.now(UTC) > DAY

@@ -1,0 +1,127 @@
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+import pytest
+
+from pipeline.normalize import normalize_hour
+from pipeline.simulator import hour_lines
+from pipeline.warehouse import LoadRecord, Warehouse, WarehouseError, WarehouseLocked
+from tests.conftest import write_member
+
+H0 = datetime(2026, 3, 1, 7, tzinfo=UTC)
+H1 = H0 + timedelta(hours=1)
+
+
+def hour_file(tmp_path, hour, count):
+    lines = [json.loads(b) for b in hour_lines(636686, hour, count)]
+    member = write_member(tmp_path / f"in-{hour:%H}-{count}.json.gz", lines)
+    return normalize_hour([member], hour, tmp_path / f"{hour:%H}-{count}" / "events.parquet")
+
+
+def record(hour, rows):
+    return LoadRecord(hour, rows, 1, 100, "w", 1, 0.5)
+
+
+def snapshot(con):
+    return con.execute("SELECT _upload_hour, count(*), min(uuid), max(uuid) FROM amplitude.events "
+                       "GROUP BY ALL ORDER BY 1").fetchall()
+
+
+def test_reloading_an_hour_leaves_exactly_the_same_rows(tmp_path):
+    warehouse = Warehouse(tmp_path / "w.duckdb")
+    a, b = hour_file(tmp_path, H0, 40), hour_file(tmp_path, H1, 25)
+    with warehouse.connect() as con:
+        warehouse.replace_hour(con, a.path, record(H0, 40))
+        warehouse.replace_hour(con, b.path, record(H1, 25))
+        first = snapshot(con)
+        warehouse.replace_hour(con, a.path, record(H0, 40))
+        warehouse.replace_hour(con, a.path, record(H0, 40))
+        assert snapshot(con) == first
+        assert [r[1] for r in first] == [40, 25]
+        ledger = con.execute("SELECT upload_hour, rows, load_seconds > 0, loaded_at IS NOT NULL "
+                             "FROM amplitude._loads ORDER BY 1").fetchall()
+        assert ledger == [(H0, 40, True, True), (H1, 25, True, True)]
+
+
+def test_a_smaller_rerun_replaces_the_hour_not_appends(tmp_path):
+    warehouse = Warehouse(tmp_path / "w.duckdb")
+    with warehouse.connect() as con:
+        warehouse.replace_hour(con, hour_file(tmp_path, H0, 40).path, record(H0, 40))
+        warehouse.replace_hour(con, hour_file(tmp_path, H0, 10).path, record(H0, 10))
+        assert con.execute("SELECT count(*) FROM amplitude.events").fetchone() == (10,)
+
+
+def test_a_failed_swap_keeps_what_was_loaded(tmp_path):
+    warehouse = Warehouse(tmp_path / "w.duckdb")
+    good = hour_file(tmp_path, H0, 40)
+    with warehouse.connect() as con:
+        warehouse.replace_hour(con, good.path, record(H0, 40))
+        before = snapshot(con)
+        wrong_hour = hour_file(tmp_path, H1, 12)  # a file of another hour
+        with pytest.raises(WarehouseError, match="2026-03-01T07.*12 rows, 0 of them"):
+            warehouse.replace_hour(con, wrong_hour.path, record(H0, 12))
+        assert snapshot(con) == before
+        assert con.execute("SELECT rows FROM amplitude._loads").fetchall() == [(40,)]
+
+
+def test_the_table_has_typed_columns(tmp_path):
+    warehouse = Warehouse(tmp_path / "w.duckdb")
+    with warehouse.connect() as con:
+        types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                                 "WHERE table_name = 'events'").fetchall())
+    assert types["event_properties"] == "JSON" and types["uuid"] == "VARCHAR"
+    assert types["server_upload_time"] == "TIMESTAMP WITH TIME ZONE"
+    assert types["amplitude_id"] == "BIGINT"
+    assert types["amplitude_attribution_ids"] == "VARCHAR[]"
+
+
+def test_a_table_of_another_layout_is_refused(tmp_path):
+    path = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE SCHEMA amplitude; CREATE TABLE amplitude.events (uuid VARCHAR)")
+    con.close()
+    with pytest.raises(WarehouseError, match="different layout"), Warehouse(path).connect():
+        pass
+
+
+HOLD_LOCK = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def hold_lock(path, seconds):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path), str(seconds)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_held_lock_is_waited_out(tmp_path):
+    path = tmp_path / "w.duckdb"
+    holder = hold_lock(path, 1.5)
+    try:
+        started = time.monotonic()
+        with Warehouse(path, lock_timeout_seconds=30).connect() as con:
+            assert con.execute("SELECT 1").fetchone() == (1,)
+        assert time.monotonic() - started >= 0.5
+    finally:
+        holder.wait(timeout=30)
+
+
+def test_a_lock_held_too_long_fails_with_advice_and_the_holder(tmp_path):
+    path = tmp_path / "w.duckdb"
+    holder = hold_lock(path, 30)
+    try:
+        with pytest.raises(WarehouseLocked, match=r"locked by another process.*PID.*read-only"), \
+                Warehouse(path, lock_timeout_seconds=1).connect():
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
