@@ -133,7 +133,8 @@ def canonical(row: dict) -> dict:
 def warehouse_rows(con: duckdb.DuckDBPyConnection, hour: datetime) -> dict[str, dict]:
     cursor = con.execute("SELECT * FROM amplitude.events WHERE _upload_hour = ?", [hour])
     names = [d[0] for d in cursor.description]
-    return {r["uuid"]: canonical(r) for r in (dict(zip(names, t)) for t in cursor.fetchall())}
+    rows = (dict(zip(names, values, strict=True)) for values in cursor.fetchall())
+    return {row["uuid"]: canonical(row) for row in rows}
 
 
 def parquet_rows(path: Path) -> dict[str, dict]:

@@ -55,7 +55,7 @@ def test_gaps_split_windows_so_no_foreign_hour_is_fetched():
 def test_unready_hours_are_refused_with_when_they_will_be_ready():
     now = T0 + 10 * H + timedelta(minutes=20)
     assert plan_windows([T0 + 7 * H], 24, now=now, lag_hours=2)
-    with pytest.raises(HourNotReady, match=r"2026-03-01T08 is not complete until 2026-03-01T11:00Z"):
+    with pytest.raises(HourNotReady, match=r"2026-03-01T08 is not complete until .*T11:00Z"):
         plan_windows([T0 + 7 * H, T0 + 8 * H], 24, now=now, lag_hours=2)
 
 

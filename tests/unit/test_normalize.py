@@ -92,7 +92,7 @@ def test_missing_keys_become_null_and_the_rest_still_loads(tmp_path):
 
 def test_all_members_are_read_and_blank_lines_skipped(tmp_path):
     lines = [json.loads(b) for b in hour_lines(636686, HOUR, 30)]
-    a = write_member(tmp_path / "636686_2026-03-01_7#0.json.gz", lines[:10] + [""])
+    a = write_member(tmp_path / "636686_2026-03-01_7#0.json.gz", [*lines[:10], ""])
     b = write_member(tmp_path / "636686_2026-03-01_7#1.json.gz", lines[10:])
     rows = read(normalize_hour([a, b], HOUR, tmp_path / "events.parquet").path)
     assert sorted(r["uuid"] for r in rows) == sorted(line["uuid"] for line in lines)
@@ -119,7 +119,7 @@ def test_bad_values_fail_naming_hour_and_member_and_keep_the_old_file(tmp_path, 
 
 def test_a_line_that_is_not_json_fails_clearly(tmp_path):
     bad = write_member(tmp_path / "m.json.gz", [base_event(), "{not json"])
-    with pytest.raises(NormalizeError, match="2026-03-01T07: member m.json.gz"):
+    with pytest.raises(NormalizeError, match=r"2026-03-01T07: member m\.json\.gz"):
         normalize_hour([bad], HOUR, tmp_path / "events.parquet")
 
 

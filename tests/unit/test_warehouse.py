@@ -62,7 +62,7 @@ def test_a_failed_swap_keeps_what_was_loaded(tmp_path):
         warehouse.replace_hour(con, good.path, record(H0, 40))
         before = snapshot(con)
         wrong_hour = hour_file(tmp_path, H1, 12)  # a file of another hour
-        with pytest.raises(WarehouseError, match="2026-03-01T07.*12 rows, 0 of them"):
+        with pytest.raises(WarehouseError, match=r"2026-03-01T07.*12 rows, 0 of them"):
             warehouse.replace_hour(con, wrong_hour.path, record(H0, 12))
         assert snapshot(con) == before
         assert con.execute("SELECT rows FROM amplitude._loads").fetchall() == [(40,)]
