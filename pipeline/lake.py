@@ -11,6 +11,7 @@ staged beside its target and swapped in with two renames, so a reader sees the o
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -169,12 +170,23 @@ def _staging_beside(final: Path) -> Path:
     return staged
 
 
-def swap_in(staged: Path, final: Path) -> None:
-    """Replace folder ``final`` by ``staged``; an interrupted swap leaves at worst no folder."""
-    if final.exists():
+def swap_in(staged: Path, final: Path, attempts: int = 100) -> None:
+    """Replace folder ``final`` by ``staged``.
+
+    An interrupted swap leaves at worst no folder (the next run lands it again). Two runs landing
+    the same hour at once both succeed: whichever renames last wins, and both hold the same data.
+    """
+    for _ in range(attempts):
+        try:
+            os.rename(staged, final)
+            return
+        except OSError as error:
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
         retired = final.with_name(f".{final.name}.retired-{uuid.uuid4().hex}")
-        os.rename(final, retired)
-        os.rename(staged, final)
+        try:
+            os.rename(final, retired)
+        except FileNotFoundError:
+            continue
         shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.rename(staged, final)
+    raise LakeError(f"could not swap in {final}: other writers kept replacing it")

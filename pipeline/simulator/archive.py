@@ -10,11 +10,14 @@ fixed, so the same config and window always give the same bytes.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
 import os
+import subprocess
+import sys
 import zipfile
-from collections import deque
 from collections.abc import Generator, Iterator
-from concurrent.futures import Executor, Future
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +27,7 @@ from pipeline.simulator.config import SimulatorConfig
 from pipeline.simulator.generator import MemberJob, gzip_member, utc_hour
 
 HOUR = timedelta(hours=1)
+_WORKER = Path(__file__).with_name("_worker.py")
 
 
 @dataclass(frozen=True)
@@ -99,32 +103,91 @@ def _job(config: SimulatorConfig, member: Member) -> MemberJob:
     )
 
 
-def _gzipped(
-    config: SimulatorConfig, members: list[Member], executor: Executor | None
-) -> Generator[bytes, None, None]:
-    """The gzip bytes of ``members`` in order; with an executor, built ahead in parallel while
-    keeping only a few finished members in memory."""
-    if executor is None:
-        for member in members:
-            yield gzip_member(_job(config, member))
-        return
-    ahead = 2 * (config.workers or os.cpu_count() or 1) + 1
-    pending: deque[Future[bytes]] = deque()
-    todo = iter(members)
-    try:
-        for member in todo:
-            pending.append(executor.submit(gzip_member, _job(config, member)))
-            if len(pending) >= ahead:
-                break
-        while pending:
-            data = pending.popleft().result()
-            member = next(todo, None)
-            if member is not None:
-                pending.append(executor.submit(gzip_member, _job(config, member)))
+class MemberWorkers:
+    """Worker processes (``_worker.py``) that build gzip members in parallel.
+
+    Job ``k`` goes to worker ``k % n`` and every worker answers in order, so reading the answers
+    round-robin gives the members in order; each worker has at most ``ahead`` jobs queued, which
+    bounds the memory held by finished members.
+    """
+
+    def __init__(self, count: int, ahead: int = 2) -> None:
+        self.ahead = ahead
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, str(_WORKER)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            for _ in range(count)
+        ]
+
+    def run(self, jobs: list[MemberJob]) -> Iterator[bytes]:
+        n = len(self.procs)
+
+        def submit(k: int) -> None:
+            job = jobs[k]
+            spec = {
+                "project_id": job.project_id,
+                "hour": job.upload_hour.isoformat(),
+                "start": job.start,
+                "stop": job.stop,
+                "seed": job.seed,
+                "profile": dataclasses.asdict(job.profile),
+                "gzip_level": job.gzip_level,
+            }
+            stdin = self.procs[k % n].stdin
+            assert stdin is not None
+            stdin.write(json.dumps(spec).encode() + b"\n")
+            stdin.flush()
+
+        queued = min(len(jobs), self.ahead * n)
+        for k in range(queued):
+            submit(k)
+        for k in range(len(jobs)):
+            stdout = self.procs[k % n].stdout
+            assert stdout is not None
+            header = stdout.read(8)
+            data = stdout.read(int.from_bytes(header, "big")) if len(header) == 8 else b""
+            if len(header) != 8 or len(data) != int.from_bytes(header, "big"):
+                raise RuntimeError(
+                    f"simulator worker {k % n} died (exit {self.procs[k % n].poll()})"
+                )
+            if queued < len(jobs):
+                submit(queued)
+                queued += 1
             yield data
+
+    def close(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(OSError):
+                if proc.stdin is not None:
+                    proc.stdin.close()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:  # busy with a job nobody will read
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def _gzipped(
+    config: SimulatorConfig, members: list[Member], parallel: bool
+) -> Generator[bytes, None, None]:
+    """The gzip bytes of ``members``, in order."""
+    jobs = [_job(config, member) for member in members]
+    workers = min(config.workers or os.cpu_count() or 1, len(jobs))
+    if not parallel or workers < 2:
+        for job in jobs:
+            yield gzip_member(job)
+        return
+    pool = MemberWorkers(workers)
+    try:
+        yield from pool.run(jobs)
     finally:
-        for future in pending:
-            future.cancel()
+        pool.close()
 
 
 def build_archive(
@@ -132,27 +195,24 @@ def build_archive(
     start: datetime,
     end: datetime,
     path: Path,
-    executor: Executor | None = None,
 ) -> Archive | None:
     """Write the export zip of ``start..end`` (both included) to ``path``.
 
     Returns None when the window holds no events (Amplitude's 404), and raises ArchiveTooLarge
     (removing the partial file) as soon as the zip grows past ``config.size_cap_bytes``.
-    ``executor`` (a process pool) builds members in parallel; it is only used when the window
-    holds at least ``config.parallel_min_events`` events.
+    Windows holding at least ``config.parallel_min_events`` events are built by
+    ``config.workers`` processes (default: one per CPU).
     """
     members = plan(config, start, end)
     if not members:
         return None
     total = sum(m.events for m in members)
-    if total < config.parallel_min_events:
-        executor = None
     path = Path(path)
     try:
         with (
             open(path, "wb") as raw,
             zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as zf,
-            closing(_gzipped(config, members, executor)) as gzipped,
+            closing(_gzipped(config, members, total >= config.parallel_min_events)) as gzipped,
         ):
             if config.project_folder:
                 folder = zipfile.ZipInfo(f"{config.project_id}/", _zip_time(utc_hour(end)))

@@ -18,15 +18,14 @@ import contextlib
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
 import traceback
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
-from multiprocessing import get_context
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import parse_qs, urlsplit
@@ -101,7 +100,6 @@ class Simulator:
         self._log: list[RequestRecord] = []
         self._cache: dict[tuple[datetime, datetime], _CacheEntry] = {}
         self._dir: Path | None = None
-        self._executor: ProcessPoolExecutor | None = None
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -128,7 +126,6 @@ class Simulator:
         with self._lock:
             server, thread = self._server, self._thread
             self._server = self._thread = None
-            executor, self._executor = self._executor, None
         self._stopping.set()
         if server is not None:
             server.shutdown()
@@ -136,8 +133,6 @@ class Simulator:
             server.close_connections()
         if thread is not None:
             thread.join(timeout=5)
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
         self.clear_cache()
 
     def __enter__(self) -> Simulator:
@@ -260,19 +255,12 @@ class Simulator:
             return Archive(path, size, sum(m.events for m in members), len(members))
         part = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.part")
         try:
-            archive = build_archive(self.config, start, end, part, self._pool())
+            archive = build_archive(self.config, start, end, part)
         except ArchiveTooLarge:
             return _TOO_LARGE
         assert archive is not None
         os.replace(part, path)
         return Archive(path, archive.size, archive.events, archive.members)
-
-    def _pool(self) -> ProcessPoolExecutor:
-        with self._lock:
-            if self._executor is None:  # processes start on the first submit only
-                workers = self.config.workers or os.cpu_count() or 1
-                self._executor = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
-            return self._executor
 
     # -- HTTP --------------------------------------------------------------------------------
 
@@ -316,11 +304,13 @@ class Simulator:
             handler.send(record, response, fraction)
         except OSError:  # the client hung up
             handler.close_connection = True
-        except Exception:
+        except Exception as exc:  # a bug: keep serving, but say so (once per request, briefly)
             self._record_error()
             handler.close_connection = True
             if self.verbose:
                 traceback.print_exc()
+            else:
+                print(f"amplitude simulator: internal error {exc!r}", file=sys.stderr)
             if record.status is None:
                 with contextlib.suppress(OSError):
                     handler.send(record, text(500, "Internal Server Error"), None)

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
-try:  # the repository root is not always on sys.path (plain `pytest` without an install)
-    import pipeline  # noqa: F401
-except ImportError:  # pragma: no cover - depends on how pytest is started
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import httpx
+import pytest
 
 from pipeline.simulator import Simulator, SimulatorConfig
 

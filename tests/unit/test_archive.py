@@ -1,5 +1,6 @@
 import io
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
@@ -7,7 +8,7 @@ import pytest
 from pipeline.amplitude.client import Download
 from pipeline.archive import ArchiveError, ArchiveReader, parse_member_name
 from pipeline.hours import ExportWindow
-from pipeline.lake import Lake
+from pipeline.lake import Lake, swap_in
 
 
 def make_zip(path, names, folder=True):
@@ -101,3 +102,18 @@ def test_a_member_with_a_bad_crc_is_reported(tmp_path):
     with pytest.raises(ArchiveError, match="damaged"):
         lake.land(Download(window, path, len(data), 1, 0.1))
     assert not lake.landing_dir(window.first_hour).exists()
+
+
+def test_concurrent_swaps_of_one_hour_all_succeed(tmp_path):
+    final = tmp_path / "upload_hour=07"
+
+    def land(i):
+        staged = tmp_path / f".staged-{i}"
+        staged.mkdir()
+        (staged / "member.json.gz").write_text(str(i))
+        swap_in(staged, final)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(land, range(64)))
+    assert [p.name for p in final.iterdir()] == ["member.json.gz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["upload_hour=07"]
