@@ -1,18 +1,17 @@
 """``python -m pipeline.simulator``: serve the simulated Export API until Ctrl-C.
 
-``--bench N`` instead builds one archive of an hour holding N events and reports the speed.
+``--bench N`` instead builds one archive of an hour holding N events and reports the speed
+(``--bench N --lines-only``: only the event generation, without gzip and zip).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-from pipeline.simulator.archive import build_archive
+from pipeline.simulator.bench import bench_archive, bench_lines
 from pipeline.simulator.config import SimulatorConfig
 from pipeline.simulator.generator import HourProfile
 from pipeline.simulator.server import Simulator
@@ -40,15 +39,7 @@ def _config(
 def _bench(args: argparse.Namespace) -> int:
     hour = datetime(2025, 7, 1, 17, tzinfo=UTC)
     config = _config(args, {hour: args.bench})
-    with tempfile.TemporaryDirectory() as folder:
-        began = time.perf_counter()
-        archive = build_archive(config, hour, hour, Path(folder) / "bench.zip")
-        took = time.perf_counter() - began
-    assert archive is not None
-    print(
-        f"{archive.events} events, {archive.members} members, {archive.size / 1e6:.1f} MB zip "
-        f"in {took:.2f} s: {archive.events / took:,.0f} events/s"
-    )
+    print(bench_lines(config, hour) if args.lines_only else bench_archive(config, hour))
     return 0
 
 
@@ -69,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     parser.add_argument("--bench", type=int, metavar="N", help="time building an N-event hour")
+    parser.add_argument("--lines-only", action="store_true", help="--bench without gzip and zip")
     args = parser.parse_args(argv)
     if args.bench:
         return _bench(args)
