@@ -25,3 +25,7 @@ lint: $(INSTALLED)
 
 clean:
 	rm -rf data .dagster_home
+
+EVENTS ?= 1000000
+bench: $(INSTALLED)
+	$(BIN)/python scripts/bench.py --events $(EVENTS)

@@ -71,6 +71,9 @@ def test_materialize_a_partition_and_a_range_from_the_cli(cli_env):
 
 def test_concurrent_backfills_of_overlapping_ranges_both_succeed(cli_env):
     sim, env, tmp_path = cli_env
+    # Two processes creating a fresh SQLite instance at once race on its schema; an instance in
+    # use is created once, so create it first, as `make demo` and `dagster dev` do.
+    assert run(["dagster", "instance", "migrate"], env).returncode == 0
     select = ["dagster", "asset", "materialize", "-m", "assets.definitions",
               "--select", "*amplitude/events", "--partition-range"]
     runs = [subprocess.Popen([sys.executable, "-m", *select, span], cwd=ROOT, env=env,

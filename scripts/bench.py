@@ -1,0 +1,244 @@
+"""Benchmark one export hour through the real code path, against two reference loaders.
+
+``make bench`` (or ``python scripts/bench.py --events N``) builds a deterministic archive of N
+events in one upload hour with the simulator's generator (cached under ``.bench/``), serves it on
+127.0.0.1, then, in fresh child processes, three times each:
+
+- ours: download → land → normalize to Parquet → load into DuckDB (the pipeline's own modules);
+- naive: ``json.loads`` per line → ``pyarrow.Table.from_pylist`` → DuckDB insert, in batches of
+  50,000 lines;
+- read_json: DuckDB ``read_json`` over the extracted gzip members with explicit columns, into a
+  table, no Parquet (the near-limit reference).
+
+Prints the medians: seconds, events/s, MB/s of compressed and uncompressed JSON, and peak RSS of
+each child (its own children included), then the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+HOUR = datetime(2026, 3, 1, 14, tzinfo=UTC)
+STAGES = ("download", "land", "normalize", "load")
+
+
+def _ours(url: str, key: str, secret: str, work: Path) -> dict:
+    from pipeline.amplitude.client import ExportClient
+    from pipeline.hours import ExportWindow
+    from pipeline.lake import Lake
+    from pipeline.normalize import normalize_hour
+    from pipeline.warehouse import LoadRecord, Warehouse
+
+    lake, warehouse = Lake(work / "lake"), Warehouse(work / "warehouse.duckdb")
+    window = ExportWindow(HOUR, HOUR)
+    times: dict[str, float] = {}
+    with lake.scratch() as scratch, ExportClient(url, key, secret) as client:
+        began = time.perf_counter()
+        download = client.download(window, scratch / "export.zip", splittable=False)
+        times["download"] = time.perf_counter() - began
+        began = time.perf_counter()
+        (landed,) = lake.land(download)
+        times["land"] = time.perf_counter() - began
+    began = time.perf_counter()
+    hour = normalize_hour(lake.member_paths(landed), HOUR, lake.events_file(HOUR))
+    times["normalize"] = time.perf_counter() - began
+    began = time.perf_counter()
+    with warehouse.connect() as con:
+        warehouse.replace_hour(con, hour.path, LoadRecord(
+            HOUR, hour.rows, len(landed.members), landed.member_bytes, landed.request_window,
+            download.attempts, download.seconds))
+    times["load"] = time.perf_counter() - began
+    leftovers = [p for p in (work / "lake").rglob("*") if ".scratch" in p.parts and p.is_file()]
+    return {"times": times, "rows": hour.rows, "parquet_bytes": hour.bytes,
+            "zip_bytes": download.bytes, "leftover_files": len(leftovers)}
+
+
+def _naive(members: list[Path], work: Path) -> dict:
+    import duckdb
+    import pyarrow as pa
+
+    con = duckdb.connect(str(work / "naive.duckdb"))
+    rows = 0
+    began = time.perf_counter()
+
+    schema = None
+
+    def flush(batch: list[dict]) -> None:
+        nonlocal schema
+        arrow_batch = pa.Table.from_pylist(batch, schema=schema)
+        if schema is None:
+            schema = arrow_batch.schema
+            con.execute("CREATE TABLE events AS SELECT * FROM arrow_batch")
+        else:
+            con.execute("INSERT INTO events BY NAME SELECT * FROM arrow_batch")
+
+    batch: list[dict] = []
+    for member in members:
+        with gzip.open(member, "rt", encoding="utf-8") as lines:
+            for line in lines:
+                if line.strip():
+                    event = json.loads(line)
+                    for key in ("event_properties", "user_properties", "group_properties",
+                                "groups", "data", "plan", "global_user_properties"):
+                        event[key] = json.dumps(event[key])  # keep bags as JSON, as ours does
+                    batch.append(event)
+                if len(batch) == 50_000:
+                    flush(batch)
+                    rows += len(batch)
+                    batch = []
+    if batch:
+        flush(batch)
+        rows += len(batch)
+    return {"times": {"total": time.perf_counter() - began}, "rows": rows}
+
+
+def _read_json(members: list[Path], work: Path) -> dict:
+    import duckdb
+
+    from pipeline.schema import EXPORT_COLUMNS
+
+    columns = "{" + ", ".join(f"'{c.key}': '{c.duckdb_type}'" for c in EXPORT_COLUMNS) + "}"
+    files = "[" + ", ".join(f"'{m}'" for m in members) + "]"
+    con = duckdb.connect(str(work / "read_json.duckdb"))
+    con.execute("SET TimeZone = 'UTC'")
+    began = time.perf_counter()
+    con.execute(f"CREATE TABLE events AS SELECT * FROM read_json({files}, "
+                f"format = 'newline_delimited', columns = {columns})")
+    rows = con.execute("SELECT count(*) FROM events").fetchone()[0]
+    return {"times": {"total": time.perf_counter() - began}, "rows": rows}
+
+
+def child(argv: list[str]) -> None:
+    kind, work = argv[0], Path(argv[1])
+    if kind == "ours":
+        result = _ours(argv[2], argv[3], argv[4], work)
+    else:
+        members = sorted(Path(argv[2]).glob("*.json.gz"))
+        result = (_naive if kind == "naive" else _read_json)(members, work)
+    print(json.dumps(result))
+
+
+def measure(args: list[str]) -> dict:
+    """Run one child; its peak RSS comes from wait4, so nothing the parent holds is counted."""
+    with tempfile.TemporaryDirectory(dir=ROOT / ".bench") as work:
+        process = subprocess.Popen([sys.executable, __file__, "child", args[0], work, *args[1:]],
+                                   stdout=subprocess.PIPE, text=True)
+        output = process.stdout.read()
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode:
+            raise SystemExit(f"benchmark child {args[0]} failed ({process.returncode})")
+    result = json.loads(output)
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024
+    result["total"] = sum(result["times"].values())
+    return result
+
+
+def prepare(events: int, cache: Path) -> tuple:
+    from pipeline.simulator import Simulator, SimulatorConfig
+
+    config = SimulatorConfig(hour_counts={HOUR: events}, events_per_member=50_000, gzip_level=6)
+    sim = Simulator(config, cache_dir=cache / "archives").start()
+    began = time.perf_counter()
+    archive = sim.archive(HOUR, HOUR)
+    print(f"archive: {events:,} events, {archive.members} members, {archive.size / 1e6:.1f} MB "
+          f"zipped (built or found in {time.perf_counter() - began:.1f} s)", flush=True)
+    members = cache / f"members-{events}"
+    if not members.exists():
+        staging = Path(tempfile.mkdtemp(dir=cache))
+        with zipfile.ZipFile(archive.path) as source:
+            for info in source.infolist():
+                if not info.is_dir():
+                    with source.open(info) as data, open(staging / Path(info.filename).name,
+                                                         "wb") as out:
+                        shutil.copyfileobj(data, out, 1 << 20)
+        staging.rename(members)
+    json_bytes = 0
+    for member in sorted(members.glob("*.json.gz")):
+        with gzip.open(member) as data:
+            while chunk := data.read(1 << 22):
+                json_bytes += len(chunk)
+    return sim, archive.size, json_bytes, members
+
+
+def report(events: int, zip_bytes: int, json_bytes: int, runs: dict[str, list[dict]]) -> None:
+    def median(kind: str, pick) -> float:
+        return statistics.median(pick(r) for r in runs[kind])
+
+    print(f"\nmedian of {len(runs['ours'])} run(s), {events:,} events, "
+          f"{zip_bytes / 1e6:.1f} MB zipped, {json_bytes / 1e6:.1f} MB of JSON\n")
+    print(f"{'':22}{'seconds':>9}{'events/s':>12}{'zip MB/s':>10}{'JSON MB/s':>11}"
+          f"{'peak RSS MB':>13}")
+
+    def line(label: str, seconds: float, rss: float | None = None) -> None:
+        rss_text = f"{rss:13.0f}" if rss is not None else " " * 13
+        print(f"{label:22}{seconds:9.2f}{events / seconds:12,.0f}{zip_bytes / 1e6 / seconds:10.1f}"
+              f"{json_bytes / 1e6 / seconds:11.1f}{rss_text}")
+
+    for stage in STAGES:
+        line(f"  ours: {stage}", median("ours", lambda r, s=stage: r["times"][s]))
+    ours = median("ours", lambda r: r["total"])
+    line("ours: total", ours, median("ours", lambda r: r["peak_rss_mb"]))
+    naive = median("naive", lambda r: r["total"])
+    line("naive loader", naive, median("naive", lambda r: r["peak_rss_mb"]))
+    read_json = median("read_json", lambda r: r["total"])
+    line("DuckDB read_json", read_json, median("read_json", lambda r: r["peak_rss_mb"]))
+    parquet = median("ours", lambda r: r["parquet_bytes"])
+    print(f"\nours vs read_json: {read_json / ours:.2f}x the speed "
+          f"(target >= 1.0x); vs naive: {naive / ours:.1f}x (target >= 10x)")
+    print(f"Parquet {parquet / 1e6:.1f} MB = {parquet / zip_bytes:.2f}x the zipped export "
+          f"(target <= 1.2x); temporary files left: "
+          f"{max(r['leftover_files'] for r in runs['ours'])}")
+    rows = {kind: {r["rows"] for r in results} for kind, results in runs.items()}
+    print(f"rows loaded: {rows}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "child":
+        child(argv[1:])
+        return 0
+    parser = argparse.ArgumentParser(description="Benchmark one export hour.")
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", choices=("ours", "naive", "read_json"), action="append")
+    parser.add_argument("--cache", type=Path, default=ROOT / ".bench")
+    args = parser.parse_args(argv)
+    args.cache.mkdir(exist_ok=True)
+    (ROOT / ".bench").mkdir(exist_ok=True)
+    sim, zip_bytes, json_bytes, members = prepare(args.events, args.cache)
+    kinds = args.only or ["ours", "naive", "read_json"]
+    runs: dict[str, list[dict]] = {kind: [] for kind in ("ours", "naive", "read_json")}
+    try:
+        for run in range(args.runs):
+            for kind in kinds:
+                extra = ([sim.url, sim.config.api_key, sim.config.secret_key] if kind == "ours"
+                         else [str(members)])
+                result = measure([kind, *extra])
+                runs[kind].append(result)
+                print(f"run {run + 1} {kind}: {result['total']:.2f} s, "
+                      f"{result['peak_rss_mb']:.0f} MB peak", flush=True)
+    finally:
+        sim.stop()
+    if all(runs.values()):
+        report(args.events, zip_bytes, json_bytes, runs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
