@@ -2,19 +2,20 @@
 
 Layout (hive-style, one folder per upload hour)::
 
-    landing/amplitude/export/upload_date=2026-03-01/upload_hour=07/  raw .json.gz members + manifest
+    landing/amplitude/export/upload_date=2026-03-01/upload_hour=07/_manifest.json
+    landing/amplitude/export/upload_date=2026-03-01/upload_hour=07/v<time>-<id>/*.json.gz
     amplitude/events/upload_date=2026-03-01/upload_hour=07/events.parquet
 
-A Parquet file is replaced with one ``os.replace``; a landing folder (whose member count varies) is
-staged beside its target and swapped in with two renames, so a reader sees the old set or the new.
+Both are replaced with one ``os.replace``: the Parquet file itself, and for a landing (whose member
+count varies) the manifest that names its current, never modified, version folder.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,8 @@ from pipeline.amplitude.client import Download
 from pipeline.archive import ArchiveError, ArchiveReader, Member
 
 MANIFEST = "_manifest.json"
+KEEP_VERSIONS = 2
+STALE_SECONDS = 24 * 3600
 
 
 def _hour_folder(upload_hour: datetime) -> str:
@@ -44,6 +47,7 @@ class LandedHour:
     """What the landing folder of one hour holds and how it was fetched."""
 
     upload_hour: datetime
+    version: str  # the folder, inside the hour's landing folder, that holds this fetch
     request_window: str
     window_hours: int
     window_requests: int
@@ -57,13 +61,20 @@ class LandedHour:
         return sum(m.bytes for m in self.members)
 
     @property
-    def fetch_seconds(self) -> float:
-        """This hour's share of its window's fetch time: by bytes, or evenly if all are empty."""
+    def share(self) -> float:
+        """This hour's part of its window: by bytes, or evenly if the whole window is empty."""
         if self.window_member_bytes:
-            share = self.member_bytes / self.window_member_bytes
-        else:
-            share = 1 / self.window_hours
-        return self.window_fetch_seconds * share
+            return self.member_bytes / self.window_member_bytes
+        return 1 / self.window_hours
+
+    @property
+    def requests(self) -> float:
+        """This hour's share of its window's requests, so per-hour figures add up to the total."""
+        return self.window_requests * self.share
+
+    @property
+    def fetch_seconds(self) -> float:
+        return self.window_fetch_seconds * self.share
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -96,16 +107,24 @@ class Lake:
 
     @contextmanager
     def scratch(self) -> Iterator[Path]:
-        """A private folder on the lake's file system, removed afterwards whatever happens."""
-        path = self.root / ".scratch" / uuid.uuid4().hex
-        path.mkdir(parents=True)
+        """A private folder on the lake's file system, removed afterwards whatever happens.
+
+        Folders a crashed run left behind (a window's archive can be gigabytes) are swept first.
+        """
+        parent = self.root / ".scratch"
+        parent.mkdir(parents=True, exist_ok=True)
+        for stale in parent.iterdir():
+            if time.time() - stale.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(stale, ignore_errors=True)
+        path = parent / uuid.uuid4().hex
+        path.mkdir()
         try:
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
 
     def land(self, download: Download) -> list[LandedHour]:
-        """Sort a window's archive into per-hour landing folders, replacing what was there.
+        """Sort a window's archive into per-hour landings, superseding what was there.
 
         Every hour of the window is landed, empty hours too, so "fetched and empty" is on record
         and distinct from "never fetched".
@@ -128,13 +147,22 @@ class Lake:
     def _land_hour(self, download: Download, upload_hour: datetime,
                    reader: ArchiveReader | None, members: list[Member],
                    window_member_bytes: int) -> LandedHour:
-        final = self.landing_dir(upload_hour)
-        staged = _staging_beside(final)
+        """Write a new immutable version folder, then point the manifest at it.
+
+        A reader resolves the manifest once and reads that version's files, so a concurrent
+        re-landing of the same hour never pulls files from under it or mixes two fetches.
+        """
+        folder = self.landing_dir(upload_hour)
+        folder.mkdir(parents=True, exist_ok=True)
+        version = f"v{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        staged = folder / f".staging-{version}"
+        staged.mkdir()
         try:
             for member in members:
                 reader.copy_member(member, staged / member.file_name)
             hour = LandedHour(
                 upload_hour=upload_hour,
+                version=version,
                 request_window=str(download.window),
                 window_hours=download.window.hour_count,
                 window_requests=download.attempts,
@@ -142,11 +170,20 @@ class Lake:
                 window_member_bytes=window_member_bytes,
                 members=[LandedMember(m.name, m.file_name, m.compressed_bytes) for m in members],
             )
-            (staged / MANIFEST).write_text(hour.to_json())
-            swap_in(staged, final)
+            os.rename(staged, folder / version)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
+        _write_atomically(folder / MANIFEST, hour.to_json())
+        self._prune(folder, keep=hour.version)
         return hour
+
+    def _prune(self, folder: Path, keep: str) -> None:
+        """Drop superseded versions, sparing the newest few that a slow reader may still use."""
+        versions = sorted(p.name for p in folder.iterdir() if p.name.startswith("v"))
+        spare = set(versions[-KEEP_VERSIONS:]) | {keep}
+        for name in versions:
+            if name not in spare:
+                shutil.rmtree(folder / name, ignore_errors=True)
 
     def landed(self, upload_hour: datetime) -> LandedHour:
         manifest = self.landing_dir(upload_hour) / MANIFEST
@@ -159,34 +196,11 @@ class Lake:
             ) from None
 
     def member_paths(self, landed: LandedHour) -> list[Path]:
-        folder = self.landing_dir(landed.upload_hour)
+        folder = self.landing_dir(landed.upload_hour) / landed.version
         return [folder / m.file for m in landed.members]
 
 
-def _staging_beside(final: Path) -> Path:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staged = final.with_name(f".{final.name}.staging-{uuid.uuid4().hex}")
-    staged.mkdir()
-    return staged
-
-
-def swap_in(staged: Path, final: Path, attempts: int = 100) -> None:
-    """Replace folder ``final`` by ``staged``.
-
-    An interrupted swap leaves at worst no folder (the next run lands it again). Two runs landing
-    the same hour at once both succeed: whichever renames last wins, and both hold the same data.
-    """
-    for _ in range(attempts):
-        try:
-            os.rename(staged, final)
-            return
-        except OSError as error:
-            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                raise
-        retired = final.with_name(f".{final.name}.retired-{uuid.uuid4().hex}")
-        try:
-            os.rename(final, retired)
-        except FileNotFoundError:
-            continue
-        shutil.rmtree(retired, ignore_errors=True)
-    raise LakeError(f"could not swap in {final}: other writers kept replacing it")
+def _write_atomically(path: Path, text: str) -> None:
+    staged = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    staged.write_text(text)
+    os.replace(staged, path)

@@ -18,7 +18,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -58,13 +58,22 @@ def _sql_list(paths: Sequence[Path]) -> str:
     return "[" + ", ".join(_sql_str(str(p)) for p in paths) + "]"
 
 
-def _extras_and_lineage(upload_hour: datetime) -> str:
+def _member_name(names: Mapping[str, str]) -> str:
+    """The archive's own name of each member, from the landing file it was copied to."""
+    file = "parse_filename(filename)"
+    if not names:
+        return file
+    cases = " ".join(f"WHEN {_sql_str(f)} THEN {_sql_str(n)}" for f, n in names.items())
+    return f"CASE {file} {cases} ELSE {file} END"
+
+
+def _extras_and_lineage(upload_hour: datetime, names: Mapping[str, str]) -> str:
     # Listing the keys is far cheaper than a merge patch, which rewrites the whole line.
     return (
         f"CASE WHEN NOT list_has_all({_KNOWN_KEY_LIST}, json_keys(json)) "
         f"THEN json_merge_patch(json, {_sql_str(_NULL_KNOWN_KEYS)})::JSON END AS _extras, "
         f"{_sql_str(upload_hour.isoformat())}::TIMESTAMPTZ AS _upload_hour, "
-        f"parse_filename(filename) AS _source_member"
+        f"{_member_name(names)} AS _source_member"
     )
 
 
@@ -73,16 +82,18 @@ def _source(members: Sequence[Path]) -> str:
             f"compression='gzip', filename=true)")
 
 
-def fast_plan(members: Sequence[Path], upload_hour: datetime) -> str:
+def fast_plan(members: Sequence[Path], upload_hour: datetime,
+              names: Mapping[str, str] | None = None) -> str:
     typed = ", ".join(f'"{c.key}" AS "{c.name}"' for c in EXPORT_COLUMNS)
     return (
         f"SELECT {typed}, _extras, _upload_hour, _source_member FROM ("
         f"SELECT unnest(json_transform_strict(json, {_sql_str(_STRUCT)})), "
-        f"{_extras_and_lineage(upload_hour)} FROM {_source(members)})"
+        f"{_extras_and_lineage(upload_hour, names or {})} FROM {_source(members)})"
     )
 
 
-def tolerant_plan(members: Sequence[Path], upload_hour: datetime) -> str:
+def tolerant_plan(members: Sequence[Path], upload_hour: datetime,
+                  names: Mapping[str, str] | None = None) -> str:
     paths = "[" + ", ".join(_sql_str(f'$."{c.key}"') for c in EXPORT_COLUMNS) + "]"
     typed = ", ".join(
         (f"json_extract_string(v[{i}], '$')" if c.duckdb_type == "VARCHAR"
@@ -91,7 +102,7 @@ def tolerant_plan(members: Sequence[Path], upload_hour: datetime) -> str:
     )
     return (
         f"SELECT {typed}, _extras, _upload_hour, _source_member FROM ("
-        f"SELECT json_extract(json, {paths}) AS v, {_extras_and_lineage(upload_hour)} "
+        f"SELECT json_extract(json, {paths}) AS v, {_extras_and_lineage(upload_hour, names or {})} "
         f"FROM {_source(members)})"
     )
 
@@ -124,14 +135,19 @@ def normalize_hour(
     upload_hour: datetime,
     out: Path,
     limits: EngineLimits = EngineLimits(),
+    *,
+    member_names: Mapping[str, str] | None = None,
 ) -> NormalizedHour:
-    """Write ``out`` atomically: a temporary file in the same folder, then a rename."""
+    """Write ``out`` atomically: a temporary file in the same folder, then a rename.
+
+    ``member_names`` maps a member's file name to its name in the archive, for ``_source_member``.
+    """
     started = time.monotonic()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
     con = _connect(limits)
     try:
-        rows = _normalize(con, members, upload_hour, staging)
+        rows = _normalize(con, members, upload_hour, staging, member_names or {})
         os.replace(staging, out)
     finally:
         con.close()
@@ -140,16 +156,16 @@ def normalize_hour(
 
 
 def _normalize(con: duckdb.DuckDBPyConnection, members: Sequence[Path],
-               upload_hour: datetime, staging: Path) -> int:
+               upload_hour: datetime, staging: Path, names: Mapping[str, str]) -> int:
     if not members:
         return _copy(con, empty_plan(), staging)
     try:
-        return _copy(con, fast_plan(members, upload_hour), staging)
-    except duckdb.InvalidInputException as error:
+        return _copy(con, fast_plan(members, upload_hour, names), staging)
+    except duckdb.Error as error:
         if "does not have key" not in str(error):
             raise _explain(con, members, upload_hour, staging, error) from error
     try:
-        return _copy(con, tolerant_plan(members, upload_hour), staging)
+        return _copy(con, tolerant_plan(members, upload_hour, names), staging)
     except duckdb.Error as error:
         raise _explain(con, members, upload_hour, staging, error) from error
 

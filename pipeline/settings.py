@@ -1,7 +1,6 @@
 """The environment, read once into typed settings.
 
-Only names are ever reported back (in errors and docs); the two keys are wrapped so that printing a
-``Settings`` cannot leak them.
+The two keys are not here: they reach the client only through ``dagster.EnvVar``, at run time.
 """
 
 from __future__ import annotations
@@ -19,13 +18,7 @@ REGION_HOSTS = {
     "eu": "https://analytics.eu.amplitude.com",
 }
 DEFAULT_START = "2026-01-01T00"
-
-
-class Secret(str):
-    """A string that does not show itself in reprs, f-strings of containers, or tracebacks."""
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
+MAX_EXPORT_HOURS = 365 * 24  # the longest range one export request may span
 
 
 class SettingsError(ValueError):
@@ -44,7 +37,8 @@ def export_base_url(region: str, base_url: str | None = None) -> str:
         ) from None
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int,
+         maximum: int | None = None) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -54,13 +48,13 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
         raise SettingsError(f"{name}={raw!r} is not a whole number") from None
     if value < minimum:
         raise SettingsError(f"{name}={value} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name}={value} must be at most {maximum}")
     return value
 
 
 @dataclass(frozen=True)
 class Settings:
-    api_key: Secret = field(repr=False)
-    secret_key: Secret = field(repr=False)
     region: str = "us"
     base_url: str = REGION_HOSTS["us"]
     start: datetime = field(default_factory=lambda: parse_setting_hour(DEFAULT_START))
@@ -78,13 +72,12 @@ class Settings:
         except ValueError as error:
             raise SettingsError(f"AMPLITUDE_START: {error}") from None
         return cls(
-            api_key=Secret(env.get("AMPLITUDE_API_KEY", "")),
-            secret_key=Secret(env.get("AMPLITUDE_SECRET_KEY", "")),
             region=region,
             base_url=export_base_url(region, env.get("AMPLITUDE_BASE_URL")),
             start=start,
             lag_hours=_int(env, "AMPLITUDE_LAG_HOURS", 2, minimum=0),
-            max_window_hours=_int(env, "AMPLITUDE_MAX_WINDOW_HOURS", 24, minimum=1),
+            max_window_hours=_int(env, "AMPLITUDE_MAX_WINDOW_HOURS", 24, minimum=1,
+                                  maximum=MAX_EXPORT_HOURS),
             warehouse_path=Path(env.get("WAREHOUSE_PATH") or "data/warehouse.duckdb"),
             lake_root=Path(env.get("LAKE_ROOT") or "data/lake"),
         )

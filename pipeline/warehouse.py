@@ -8,6 +8,7 @@ backoff for a bounded time, then reported with the holder's PID.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -146,6 +147,7 @@ class Warehouse:
             )
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            with contextlib.suppress(duckdb.Error):  # keep the original error, not the rollback's
+                con.execute("ROLLBACK")
             raise
         return record

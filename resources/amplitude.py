@@ -8,8 +8,8 @@ from pipeline.amplitude.client import ExportClient, RetryPolicy, Timeouts
 
 
 class AmplitudeExportResource(dg.ConfigurableResource):
-    api_key: str = Field(description="Project API key; pass dg.EnvVar('AMPLITUDE_API_KEY').")
-    secret_key: str = Field(description="Project secret key; pass dg.EnvVar(...).")
+    api_key: str = Field(repr=False, description="pass dg.EnvVar('AMPLITUDE_API_KEY')")
+    secret_key: str = Field(repr=False, description="pass dg.EnvVar('AMPLITUDE_SECRET_KEY')")
     region: str = "us"
     base_url: str = Field(description="Export host: the region's, or AMPLITUDE_BASE_URL.")
     lag_hours: int = 2

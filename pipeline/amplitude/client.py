@@ -128,7 +128,8 @@ class ExportClient:
         while True:
             attempt += 1
             try:
-                size = self._attempt(window, dest, splittable=splittable)
+                deadline = started + self.retry.max_elapsed_seconds
+                size = self._attempt(window, dest, splittable=splittable, deadline=deadline)
                 return Download(window, dest if size else None, size, attempt,
                                 self._clock() - started)
             except TransientError as error:
@@ -147,7 +148,8 @@ class ExportClient:
                             window, attempt, error, wait)
                 self._sleep(wait)
 
-    def _attempt(self, window: ExportWindow, dest: Path, *, splittable: bool) -> int:
+    def _attempt(self, window: ExportWindow, dest: Path, *, splittable: bool,
+                 deadline: float) -> int:
         partial = dest.with_name(dest.name + ".part")
         try:
             with self._http.stream("GET", EXPORT_PATH, params=window.query) as response:
@@ -160,6 +162,9 @@ class ExportClient:
                     for chunk in response.iter_raw(CHUNK_BYTES):
                         out.write(chunk)
                         received += len(chunk)
+                        if self._clock() > deadline:  # a trickling body never hits the timeout
+                            raise TransientError(f"body still arriving after the time budget "
+                                                 f"({received} bytes so far)")
         except httpx.TimeoutException as error:
             partial.unlink(missing_ok=True)
             raise TransientError(f"timed out ({type(error).__name__})") from error
@@ -172,9 +177,10 @@ class ExportClient:
         if expected is not None and int(expected) != received:
             partial.unlink(missing_ok=True)
             raise TransientError(f"truncated body: {received} of {expected} bytes")
-        if not zipfile.is_zipfile(partial):
+        damage = _zip_damage(partial)
+        if damage:
             partial.unlink(missing_ok=True)
-            raise TransientError(f"the {received}-byte body is not a zip archive")
+            raise TransientError(f"the {received}-byte body is {damage}")
         os.replace(partial, dest)
         return received
 
@@ -198,16 +204,27 @@ class ExportClient:
         if status == 429:
             raise TransientError(
                 f"rate limited (429) on {where}", status=status,
-                retry_after=_retry_after(response, self.retry.max_delay_seconds),
+                retry_after=_retry_after(response),
             )
         if status in (500, 502, 503, 504):
             raise TransientError(f"server error {status} on {where}: {body[:120]}", status=status)
         raise ExportError(f"unexpected status {status} for {where}: {body[:200]}")
 
 
-def _retry_after(response: httpx.Response, cap: float) -> float | None:
+def _zip_damage(path: Path) -> str | None:
+    """Why the archive cannot be trusted, or None. Reads every member to check its CRC."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        return f"not a readable zip archive ({error})"
+    return f"a zip whose member {bad!r} fails its CRC" if bad else None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds to wait as the server asks; the caller's time budget bounds it."""
     raw = response.headers.get("Retry-After", "").strip()
     try:
-        return min(max(float(raw), 0.0), cap)
+        return max(float(raw), 0.0)
     except ValueError:
         return None

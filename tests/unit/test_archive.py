@@ -8,7 +8,7 @@ import pytest
 from pipeline.amplitude.client import Download
 from pipeline.archive import ArchiveError, ArchiveReader, parse_member_name
 from pipeline.hours import ExportWindow
-from pipeline.lake import Lake, swap_in
+from pipeline.lake import Lake, LakeError
 
 
 def make_zip(path, names, folder=True):
@@ -58,27 +58,31 @@ def test_not_a_zip_is_an_archive_error(tmp_path):
         ArchiveReader(bad)
 
 
-def test_landing_writes_only_inside_the_lake_and_replaces_the_hour(tmp_path):
+def test_landing_writes_only_inside_the_lake_and_supersedes_the_hour(tmp_path):
     lake = Lake(tmp_path / "lake")
     window = ExportWindow(datetime(2026, 3, 1, 9, tzinfo=UTC), datetime(2026, 3, 1, 11, tzinfo=UTC))
     first = make_zip(tmp_path / "1.zip", ["636686/636686_2026-03-01_9#0.json.gz",
                                           "636686/636686_2026-03-01_9#1.json.gz"])
     landed = lake.land(Download(window, first, first.stat().st_size, 1, 0.5))
     assert [len(h.members) for h in landed] == [2, 0, 0]
-    nine = lake.landing_dir(window.first_hour)
-    assert sorted(p.name for p in nine.iterdir()) == [
-        "636686_2026-03-01_9#0.json.gz", "636686_2026-03-01_9#1.json.gz", "_manifest.json"]
-    assert (nine / "636686_2026-03-01_9#1.json.gz").read_bytes() == (
-        b"payload of 636686/636686_2026-03-01_9#1.json.gz")
-    # a re-fetch with fewer members leaves no stale file behind
+    nine = lake.landed(window.first_hour)
+    paths = lake.member_paths(nine)
+    assert [p.name for p in paths] == ["636686_2026-03-01_9#0.json.gz",
+                                       "636686_2026-03-01_9#1.json.gz"]
+    assert paths[1].read_bytes() == b"payload of 636686/636686_2026-03-01_9#1.json.gz"
+    assert [m.name for m in nine.members] == ["636686/636686_2026-03-01_9#0.json.gz",
+                                              "636686/636686_2026-03-01_9#1.json.gz"]
+    # a re-fetch with fewer members: the manifest names only the new set
     second = make_zip(tmp_path / "2.zip", ["636686_2026-03-01_9#0.json.gz"], folder=False)
-    lake.land(Download(window, second, second.stat().st_size, 2, 0.5))
-    assert sorted(p.name for p in nine.iterdir()) == ["636686_2026-03-01_9#0.json.gz",
-                                                      "_manifest.json"]
-    assert lake.landed(window.first_hour).window_requests == 2
-    leftovers = [p for p in (tmp_path / "lake").rglob("*") if ".staging-" in p.name
-                 or ".retired-" in p.name]
-    assert leftovers == []
+    for _ in range(3):
+        lake.land(Download(window, second, second.stat().st_size, 2, 0.5))
+    again = lake.landed(window.first_hour)
+    assert [p.name for p in lake.member_paths(again)] == ["636686_2026-03-01_9#0.json.gz"]
+    assert again.window_requests == 2 and again.version != nine.version
+    folder = lake.landing_dir(window.first_hour)
+    assert len([p for p in folder.iterdir() if p.name.startswith("v")]) == 2  # older ones pruned
+    assert not [p for p in (tmp_path / "lake").rglob("*") if ".staging-" in p.name
+                or p.suffix == ".tmp"]
     assert all(str(p).startswith(str(tmp_path / "lake")) for p in (tmp_path / "lake").rglob("*"))
 
 
@@ -101,19 +105,31 @@ def test_a_member_with_a_bad_crc_is_reported(tmp_path):
     lake = Lake(tmp_path / "lake")
     with pytest.raises(ArchiveError, match="damaged"):
         lake.land(Download(window, path, len(data), 1, 0.1))
-    assert not lake.landing_dir(window.first_hour).exists()
+    with pytest.raises(LakeError, match="has not been landed"):
+        lake.landed(window.first_hour)
+    assert not list(lake.landing_dir(window.first_hour).iterdir())
 
 
-def test_concurrent_swaps_of_one_hour_all_succeed(tmp_path):
-    final = tmp_path / "upload_hour=07"
+def test_a_reader_never_sees_a_mix_of_two_landings(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    hour = datetime(2026, 3, 1, 9, tzinfo=UTC)
+    window = ExportWindow(hour, hour)
+    archives = [make_zip(tmp_path / f"{n}.zip",
+                         [f"636686_2026-03-01_9#{i}.json.gz" for i in range(n)]) for n in (2, 3)]
+    lake.land(Download(window, archives[0], 1, 1, 0.1))
 
     def land(i):
-        staged = tmp_path / f".staged-{i}"
-        staged.mkdir()
-        (staged / "member.json.gz").write_text(str(i))
-        swap_in(staged, final)
+        lake.land(Download(window, archives[i % 2], 1, 1, 0.1))
 
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(land, range(64)))
-    assert [p.name for p in final.iterdir()] == ["member.json.gz"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["upload_hour=07"]
+    def read(_):
+        landed = lake.landed(hour)
+        contents = [p.read_bytes() for p in lake.member_paths(landed)]
+        return len(landed.members), len(contents)
+
+    with ThreadPoolExecutor(4) as pool:
+        landings = [pool.submit(land, i) for i in range(30)]
+        reads = list(pool.map(read, range(200)))
+        for landing in landings:
+            landing.result()
+    assert {n for n, _ in reads} <= {2, 3}
+    assert all(n == read for n, read in reads)

@@ -1,7 +1,8 @@
 """The export client against the simulator over real HTTP on 127.0.0.1."""
 
+import itertools
 import zipfile
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -128,5 +129,29 @@ def test_a_single_hour_504_is_retried_then_reported_as_too_large(simulator, tmp_
     assert len(simulator.export_requests()) == 3
 
 
-def test_served_hour_is_in_utc(simulator):
-    assert DAY.tzinfo is UTC and datetime.now(UTC) > DAY
+def test_a_429_is_honoured_in_full_even_beyond_the_backoff_cap(simulator, tmp_path):
+    simulator.inject(Fault.status(429, retry_after=120))
+    with make_client(simulator, max_delay_seconds=5) as client:
+        client.download(BUSY, tmp_path / "a.zip", splittable=False)
+        assert client.sleeps == [120.0]
+
+
+def test_a_member_failing_its_crc_is_refetched(simulator, tmp_path):
+    good = simulator.archive(BUSY.first_hour, BUSY.last_hour).path.read_bytes()
+    damaged = bytearray(good)
+    damaged[len(good) // 2] ^= 0xFF  # inside a member's data; the central directory stays intact
+    simulator.inject(Fault.corrupt(bytes(damaged)))
+    with make_client(simulator) as client:
+        download = client.download(BUSY, tmp_path / "a.zip", splittable=False)
+    assert download.attempts == 2
+    assert download.path.read_bytes() == good
+
+
+def test_a_trickling_body_is_cut_off_at_the_time_budget(simulator, tmp_path):
+    """Read timeouts apply per read, so only a deadline inside the body loop bounds a trickle."""
+    times = itertools.chain([0.0], itertools.repeat(100.0))  # the body "takes" 100 s
+    client = make_client(simulator, max_elapsed_seconds=15)
+    client._clock = lambda: next(times)
+    with client, pytest.raises(ExportError, match=r"after 1 attempts.*time budget"):
+        client.download(BUSY, tmp_path / "a.zip", splittable=False)
+    assert list(tmp_path.iterdir()) == []
