@@ -12,6 +12,7 @@ count varies) the manifest that names its current, never modified, version folde
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -27,7 +28,6 @@ from pipeline.amplitude.client import Download
 from pipeline.archive import ArchiveError, ArchiveReader, Member
 
 MANIFEST = "_manifest.json"
-KEEP_VERSIONS = 2
 STALE_SECONDS = 24 * 3600
 
 
@@ -96,8 +96,9 @@ class LakeError(RuntimeError):
 
 
 class Lake:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, superseded_grace_seconds: float = 6 * 3600) -> None:
         self.root = Path(root)
+        self.superseded_grace_seconds = superseded_grace_seconds
 
     def landing_dir(self, upload_hour: datetime) -> Path:
         return self.root / "landing" / "amplitude" / "export" / _hour_folder(upload_hour)
@@ -178,11 +179,12 @@ class Lake:
         return hour
 
     def _prune(self, folder: Path, keep: str) -> None:
-        """Drop superseded versions, sparing the newest few that a slow reader may still use."""
+        """Drop versions superseded longer ago than any reader of them can still be running."""
         versions = sorted(p.name for p in folder.iterdir() if p.name.startswith("v"))
-        spare = set(versions[-KEEP_VERSIONS:]) | {keep}
-        for name in versions:
-            if name not in spare:
+        now = time.time_ns()
+        for name, successor in itertools.pairwise(versions):
+            superseded_at = int(successor[1:].split("-")[0])
+            if name != keep and now - superseded_at > self.superseded_grace_seconds * 1e9:
                 shutil.rmtree(folder / name, ignore_errors=True)
 
     def landed(self, upload_hour: datetime) -> LandedHour:

@@ -27,6 +27,7 @@ import duckdb
 
 from pipeline.schema import EVENT_COLUMNS, EXPORT_COLUMNS
 
+ROW_GROUP_ROWS = 16_384  # the writer buffers a row group per thread: ~2 KB a row, so ~32 MB
 _NULL_KNOWN_KEYS = json.dumps({c.key: None for c in EXPORT_COLUMNS})
 _KNOWN_KEY_LIST = "[" + ", ".join("'" + c.key + "'" for c in EXPORT_COLUMNS) + "]"
 _STRUCT = json.dumps({c.key: c.duckdb_type for c in EXPORT_COLUMNS})
@@ -125,7 +126,7 @@ def _connect(limits: EngineLimits) -> duckdb.DuckDBPyConnection:
 def _copy(con: duckdb.DuckDBPyConnection, plan: str, out: Path) -> int:
     result = con.execute(
         f"COPY ({plan}) TO {_sql_str(str(out))} "
-        f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
+        f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
     ).fetchone()
     return int(result[0]) if result else 0
 

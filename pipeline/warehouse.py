@@ -60,11 +60,14 @@ _LOADS_DDL = ",\n    ".join(
 
 class Warehouse:
     def __init__(self, path: Path, *, lock_timeout_seconds: float = 300.0,
-                 memory_limit: str = "512MB", threads: int = 2,
+                 memory_limit: str = "384MB", threads: int = 2,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.path = Path(path)
         self.lock_timeout_seconds = lock_timeout_seconds
-        self._config = {"memory_limit": memory_limit, "threads": threads}
+        # Insertion order is meaningless here (rows are found by hour) and keeping it more than
+        # doubles the load time of a large hour.
+        self._config = {"memory_limit": memory_limit, "threads": threads,
+                        "preserve_insertion_order": False}
         self._sleep = sleep
 
     @contextmanager

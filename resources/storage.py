@@ -25,7 +25,7 @@ class LakeResource(dg.ConfigurableResource):
 class WarehouseResource(dg.ConfigurableResource):
     path: str = "data/warehouse.duckdb"
     lock_timeout_seconds: float = 300.0
-    memory_limit: str = "512MB"
+    memory_limit: str = "384MB"
 
     def warehouse(self) -> Warehouse:
         return Warehouse(Path(self.path), lock_timeout_seconds=self.lock_timeout_seconds,

@@ -231,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                          else [str(members)])
                 result = measure([kind, *extra])
                 runs[kind].append(result)
-                print(f"run {run + 1} {kind}: {result['total']:.2f} s, "
+                stages = ", ".join(f"{k} {v:.2f}" for k, v in result["times"].items())
+                print(f"run {run + 1} {kind}: {result['total']:.2f} s ({stages}), "
                       f"{result['peak_rss_mb']:.0f} MB peak", flush=True)
     finally:
         sim.stop()

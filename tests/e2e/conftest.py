@@ -71,17 +71,8 @@ class Project:
         return con
 
 
-@pytest.fixture
-def project(tmp_path, monkeypatch) -> Iterator[Project]:
-    with Simulator(SMALL) as sim, dg.instance_for_test() as instance:
-        proj = Project(sim, tmp_path, instance)
-        for name, value in proj.env.items():
-            monkeypatch.setenv(name, value)
-        yield proj
-
-
 def make_project(config: SimulatorConfig):
-    """For tests that need a simulator configured differently from SMALL."""
+    """A fixture: a simulator with ``config``, a fresh Dagster instance, temp lake and warehouse."""
 
     @pytest.fixture
     def fixture(tmp_path, monkeypatch) -> Iterator[Project]:
@@ -92,6 +83,9 @@ def make_project(config: SimulatorConfig):
             yield proj
 
     return fixture
+
+
+project = make_project(SMALL)
 
 
 # ---- what the simulator served, read independently of the pipeline's parser ----

@@ -1,0 +1,24 @@
+"""The benchmark command at a small N, so it cannot rot; its figures are not asserted."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_bench_runs_all_three_paths_and_reports(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "scripts/bench.py", "--events", "3000", "--runs", "1",
+         "--cache", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    for label in ("ours: download", "ours: normalize", "ours: load", "ours: total",
+                  "naive loader", "DuckDB read_json", "ours vs read_json", "Parquet"):
+        assert label in out, label
+    assert "rows loaded: {'ours': {3000}, 'naive': {3000}, 'read_json': {3000}}" in out
+    assert "temporary files left: 0" in out
