@@ -18,7 +18,8 @@ def test_bench_runs_all_three_paths_and_reports(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     for label in ("ours: download", "ours: normalize", "ours: load", "ours: total",
-                  "naive loader", "DuckDB read_json", "ours vs read_json", "Parquet"):
+                  "naive loader", "DuckDB read_json", "ours vs read_json", "ours vs naive",
+                  "Parquet"):
         assert label in out, label
     assert "rows loaded: {'ours': {3000}, 'naive': {3000}, 'read_json': {3000}}" in out
     assert "temporary files left: 0" in out

@@ -184,3 +184,17 @@ def test_the_newest_partition_is_the_newest_ready_hour(lag, newest):
 def test_the_resolved_resource_does_not_show_its_keys(project):
     resource = project.defs().resources["amplitude"]
     assert "sim-secret-key" not in repr(resource.process_config_and_initialize())
+
+
+def test_a_week_backfill_costs_seven_export_requests(project):
+    first = DAY - timedelta(days=1)
+    result = project.materialize(first, first + timedelta(days=7) - H)
+    assert result.success
+    requests = project.sim.export_requests()
+    assert len(requests) == 7
+    assert [r.params["start"] for r in requests] == [
+        f"{first + timedelta(days=d):%Y%m%dT%H}" for d in range(7)]
+    with project.warehouse() as con:
+        assert con.execute("SELECT count(*) FROM amplitude._loads").fetchone() == (168,)
+        loaded = con.execute("SELECT count(*) FROM amplitude.events").fetchone()[0]
+    assert loaded == sum(project.sim.hour_count(first + i * H) for i in range(168))
