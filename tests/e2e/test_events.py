@@ -1,5 +1,6 @@
 """Materialize the real assets through Dagster against the simulator over HTTP on 127.0.0.1."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -8,7 +9,7 @@ import pytest
 from assets.events import EVENTS, EVENTS_PARQUET, RAW_EXPORT
 from assets.partitions import partition_key, upload_hour_partitions
 from pipeline.hours import last_ready_hour
-from pipeline.simulator import Fault, SimulatorConfig
+from pipeline.simulator import Fault
 from tests.conftest import DAY, EMPTY_HOURS, SMALL
 from tests.e2e.conftest import (
     hour_metadata,
@@ -118,8 +119,7 @@ def test_transient_faults_are_retried_inside_the_run(project):
         pytest.approx(4, abs=0.01)
 
 
-timeouts_project = make_project(SimulatorConfig(
-    profile=SMALL.profile, events_per_member=SMALL.events_per_member, max_hours_before_504=5))
+timeouts_project = make_project(replace(SMALL, max_hours_before_504=5))
 
 
 def test_windows_that_time_out_are_halved_and_still_land_per_hour(timeouts_project):
@@ -133,8 +133,7 @@ def test_windows_that_time_out_are_halved_and_still_land_per_hour(timeouts_proje
         assert_hour_matches_served(project, hour)
 
 
-size_cap_project = make_project(SimulatorConfig(
-    profile=SMALL.profile, events_per_member=SMALL.events_per_member, size_cap_bytes=150_000))
+size_cap_project = make_project(replace(SMALL, size_cap_bytes=150_000))
 
 
 def test_windows_over_the_size_cap_are_halved(size_cap_project):
