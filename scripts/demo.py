@@ -32,7 +32,8 @@ SUMMARY = {
     "Top event types": """
         SELECT event_type, count(*) AS events, count(DISTINCT user_id) AS users,
                count(*) FILTER (WHERE session_id = -1) AS outside_sessions,
-               round(sum((event_properties->>'$.price')::DOUBLE), 2) AS revenue
+               round(median(extract(epoch FROM server_upload_time - event_time)), 1)
+                   AS median_delay_s
         FROM amplitude.events GROUP BY ALL ORDER BY events DESC LIMIT 6""",
     "Loads ledger": """
         SELECT count(*) AS hours, sum(rows) AS rows, sum(archive_members) AS members,
