@@ -124,11 +124,11 @@ class ExportClient:
         ``WindowTooLarge`` rather than retried: retrying the same oversized request wastes minutes.
         """
         started = self._clock()
+        deadline = started + self.retry.max_elapsed_seconds
         attempt = 0
         while True:
             attempt += 1
             try:
-                deadline = started + self.retry.max_elapsed_seconds
                 size = self._attempt(window, dest, splittable=splittable, deadline=deadline)
                 return Download(window, dest if size else None, size, attempt,
                                 self._clock() - started)
