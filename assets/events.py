@@ -11,7 +11,6 @@ import warnings
 from datetime import UTC, datetime
 
 import dagster as dg
-import pyarrow.parquet as pq
 
 from assets.partitions import partition_key, run_hours
 from pipeline.amplitude.export import fetch_windows
@@ -129,7 +128,6 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
                         "materialize amplitude/events_parquet for it first")
                 record = target.replace_hour(con, parquet, LoadRecord(
                     upload_hour=hour,
-                    rows=pq.read_metadata(parquet).num_rows,
                     archive_members=len(landed.members),
                     bytes_downloaded=landed.member_bytes,
                     request_window=landed.request_window,

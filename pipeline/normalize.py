@@ -25,6 +25,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline import sql
 from pipeline.schema import EVENT_COLUMNS, EXPORT_COLUMNS
 
 ROW_GROUP_ROWS = 16_384  # the writer buffers a row group per thread: ~2 KB a row, so ~32 MB
@@ -51,51 +52,46 @@ class EngineLimits:
     memory_limit: str = "384MB"
 
 
-def _sql_str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _sql_list(paths: Sequence[Path]) -> str:
-    return "[" + ", ".join(_sql_str(str(p)) for p in paths) + "]"
-
-
 def _member_name(names: Mapping[str, str]) -> str:
     """The archive's own name of each member, from the landing file it was copied to."""
     file = "parse_filename(filename)"
     if not names:
         return file
-    cases = " ".join(f"WHEN {_sql_str(f)} THEN {_sql_str(n)}" for f, n in names.items())
+    cases = " ".join(f"WHEN {sql.literal(f)} THEN {sql.literal(n)}" for f, n in names.items())
     return f"CASE {file} {cases} ELSE {file} END"
 
 
-def _extras_and_lineage(upload_hour: datetime, names: Mapping[str, str]) -> str:
-    # Listing the keys is far cheaper than a merge patch, which rewrites the whole line.
-    return (
-        f"CASE WHEN NOT list_has_all({_KNOWN_KEY_LIST}, json_keys(json)) "
-        f"THEN json_merge_patch(json, {_sql_str(_NULL_KNOWN_KEYS)})::JSON END AS _extras, "
-        f"{_sql_str(upload_hour.isoformat())}::TIMESTAMPTZ AS _upload_hour, "
-        f"{_member_name(names)} AS _source_member"
-    )
+def _lineage(upload_hour: datetime, names: Mapping[str, str]) -> str:
+    return (f"{sql.literal(upload_hour.isoformat())}::TIMESTAMPTZ AS _upload_hour, "
+            f"{_member_name(names)} AS _source_member")
+
+
+def _extras(has_unknown_keys: str) -> str:
+    return (f"CASE WHEN {has_unknown_keys} "
+            f"THEN json_merge_patch(json, {sql.literal(_NULL_KNOWN_KEYS)})::JSON END AS _extras")
 
 
 def _source(members: Sequence[Path]) -> str:
-    return (f"read_json_objects({_sql_list(members)}, format='newline_delimited', "
-            f"compression='gzip', filename=true)")
+    files = sql.literal_list(str(m) for m in members)
+    return (f"read_json_objects({files}, format='newline_delimited', compression='gzip', "
+            "filename=true)")
 
 
-def fast_plan(members: Sequence[Path], upload_hour: datetime,
-              names: Mapping[str, str] | None = None) -> str:
-    typed = ", ".join(f'"{c.key}" AS "{c.name}"' for c in EXPORT_COLUMNS)
+def fast_plan(members: Sequence[Path], upload_hour: datetime, names: Mapping[str, str]) -> str:
+    # The strict transform has seen every known key exactly once, so a longer key list means
+    # unknown keys; counting is far cheaper than comparing the lists.
+    typed = ", ".join(f's."{c.key}" AS "{c.name}"' for c in EXPORT_COLUMNS)
     return (
         f"SELECT {typed}, _extras, _upload_hour, _source_member FROM ("
-        f"SELECT unnest(json_transform_strict(json, {_sql_str(_STRUCT)})), "
-        f"{_extras_and_lineage(upload_hour, names or {})} FROM {_source(members)})"
+        f"SELECT json_transform_strict(json, {sql.literal(_STRUCT)}) AS s, "
+        f"{_extras(f'len(json_keys(json)) > {len(EXPORT_COLUMNS)}')}, "
+        f"{_lineage(upload_hour, names)} FROM {_source(members)})"
     )
 
 
 def tolerant_plan(members: Sequence[Path], upload_hour: datetime,
-                  names: Mapping[str, str] | None = None) -> str:
-    paths = "[" + ", ".join(_sql_str(f'$."{c.key}"') for c in EXPORT_COLUMNS) + "]"
+                  names: Mapping[str, str]) -> str:
+    paths = "[" + ", ".join(sql.literal(f'$."{c.key}"') for c in EXPORT_COLUMNS) + "]"
     typed = ", ".join(
         (f"json_extract_string(v[{i}], '$')" if c.duckdb_type == "VARCHAR"
          else f"CAST(v[{i}] AS {c.duckdb_type})") + f' AS "{c.name}"'
@@ -103,8 +99,9 @@ def tolerant_plan(members: Sequence[Path], upload_hour: datetime,
     )
     return (
         f"SELECT {typed}, _extras, _upload_hour, _source_member FROM ("
-        f"SELECT json_extract(json, {paths}) AS v, {_extras_and_lineage(upload_hour, names or {})} "
-        f"FROM {_source(members)})"
+        f"SELECT json_extract(json, {paths}) AS v, "
+        f"{_extras(f'NOT list_has_all({_KNOWN_KEY_LIST}, json_keys(json))')}, "
+        f"{_lineage(upload_hour, names)} FROM {_source(members)})"
     )
 
 
@@ -125,7 +122,7 @@ def _connect(limits: EngineLimits) -> duckdb.DuckDBPyConnection:
 
 def _copy(con: duckdb.DuckDBPyConnection, plan: str, out: Path) -> int:
     result = con.execute(
-        f"COPY ({plan}) TO {_sql_str(str(out))} "
+        f"COPY ({plan}) TO {sql.literal(str(out))} "
         f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
     ).fetchone()
     return int(result[0]) if result else 0
@@ -177,7 +174,7 @@ def _explain(con: duckdb.DuckDBPyConnection, members: Sequence[Path], upload_hou
     culprit = "one of its members"
     for member in members:
         try:
-            _copy(con, tolerant_plan([member], upload_hour), staging)
+            _copy(con, tolerant_plan([member], upload_hour, {}), staging)
         except duckdb.Error:
             culprit = f"member {member.name}"
             break

@@ -14,17 +14,19 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import astuple, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
+from pipeline import sql
 from pipeline.schema import EVENT_COLUMNS, duckdb_table_columns
 
 log = logging.getLogger(__name__)
 
 EVENTS_TABLE = "amplitude.events"
+TABLE_ROW_GROUP_ROWS = 32_768
 LOADS_TABLE = "amplitude._loads"
 
 
@@ -41,21 +43,23 @@ class LoadRecord:
     """One row of ``amplitude._loads``: the latest load of an upload hour."""
 
     upload_hour: datetime
-    rows: int
     archive_members: int
     bytes_downloaded: int
     request_window: str
     window_requests: int
     fetch_seconds: float
-    load_seconds: float = 0.0  # filled in by Warehouse.replace_hour
+    # Filled in by Warehouse.replace_hour:
+    rows: int = 0
+    load_seconds: float = 0.0
     loaded_at: datetime | None = None
 
 
-_LOADS_DDL = ",\n    ".join(
-    f"{f.name} {t}" for f, t in zip(fields(LoadRecord), (
-        "TIMESTAMPTZ PRIMARY KEY", "BIGINT", "INTEGER", "BIGINT", "VARCHAR", "INTEGER",
-        "DOUBLE", "DOUBLE", "TIMESTAMPTZ"), strict=True)
+_LOADS_COLUMNS = (  # the ledger's column order, fixed since its first version
+    ("upload_hour", "TIMESTAMPTZ PRIMARY KEY"), ("rows", "BIGINT"), ("archive_members", "INTEGER"),
+    ("bytes_downloaded", "BIGINT"), ("request_window", "VARCHAR"), ("window_requests", "INTEGER"),
+    ("fetch_seconds", "DOUBLE"), ("load_seconds", "DOUBLE"), ("loaded_at", "TIMESTAMPTZ"),
 )
+_LOADS_PARAMETERS = ", ".join("?" * len(_LOADS_COLUMNS))
 
 
 class Warehouse:
@@ -80,6 +84,20 @@ class Warehouse:
         finally:
             con.close()
 
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        # The row group size is an attach option, not stored in the file. A load's last partial
+        # row group per thread is compressed serially at commit; at DuckDB's default (122,880
+        # rows) that serial tail was half the load of a 200k-event hour, for 20 % less file size.
+        con = duckdb.connect(config=self._config)
+        try:
+            con.execute(f"ATTACH {sql.literal(str(self.path))} AS warehouse "
+                        f"(ROW_GROUP_SIZE {TABLE_ROW_GROUP_ROWS})")
+            con.execute("USE warehouse")
+        except BaseException:
+            con.close()
+            raise
+        return con
+
     def _open_with_retry(self) -> duckdb.DuckDBPyConnection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
@@ -87,7 +105,7 @@ class Warehouse:
         while True:
             attempt += 1
             try:
-                return duckdb.connect(str(self.path), config=self._config)
+                return self._open()
             except duckdb.IOException as error:
                 if "lock" not in str(error).lower():
                     raise
@@ -108,7 +126,8 @@ class Warehouse:
     def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
         con.execute("CREATE SCHEMA IF NOT EXISTS amplitude")
         con.execute(f"CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} (\n    {duckdb_table_columns()}\n)")
-        con.execute(f"CREATE TABLE IF NOT EXISTS {LOADS_TABLE} (\n    {_LOADS_DDL}\n)")
+        con.execute(f"CREATE TABLE IF NOT EXISTS {LOADS_TABLE} ("
+                    + ", ".join(f"{name} {sql_type}" for name, sql_type in _LOADS_COLUMNS) + ")")
         found = [row[0] for row in con.execute(
             "SELECT column_name FROM information_schema.columns "
             "WHERE table_schema = 'amplitude' AND table_name = 'events' ORDER BY ordinal_position"
@@ -137,17 +156,15 @@ class Warehouse:
                 "SELECT * FROM read_parquet(?, hive_partitioning = false) WHERE _upload_hour = ?",
                 [str(parquet), hour],
             ).fetchone()[0]
-            if not inserted == in_file == record.rows:
+            if inserted != in_file:
                 raise WarehouseError(
                     f"upload hour {hour:%Y-%m-%dT%H}: {parquet} holds {in_file} rows, "
-                    f"{inserted} of them for this hour; {record.rows} were expected"
+                    f"only {inserted} of them for this hour"
                 )
-            record = replace(record, load_seconds=time.monotonic() - started,
+            record = replace(record, rows=inserted, load_seconds=time.monotonic() - started,
                              loaded_at=datetime.now(UTC))
-            con.execute(
-                f"INSERT OR REPLACE INTO {LOADS_TABLE} VALUES ({', '.join('?' * 9)})",
-                list(astuple(record)),
-            )
+            con.execute(f"INSERT OR REPLACE INTO {LOADS_TABLE} VALUES ({_LOADS_PARAMETERS})",
+                        [getattr(record, name) for name, _ in _LOADS_COLUMNS])
             con.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(duckdb.Error):  # keep the original error, not the rollback's

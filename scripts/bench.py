@@ -59,12 +59,12 @@ def _ours(url: str, key: str, secret: str, work: Path) -> dict:
     times["normalize"] = time.perf_counter() - began
     began = time.perf_counter()
     with warehouse.connect() as con:
-        warehouse.replace_hour(con, hour.path, LoadRecord(
-            HOUR, hour.rows, len(landed.members), landed.member_bytes, landed.request_window,
+        loaded = warehouse.replace_hour(con, hour.path, LoadRecord(
+            HOUR, len(landed.members), landed.member_bytes, landed.request_window,
             download.attempts, download.seconds))
     times["load"] = time.perf_counter() - began
     leftovers = [p for p in (work / "lake").rglob("*") if ".scratch" in p.parts and p.is_file()]
-    return {"times": times, "rows": hour.rows, "parquet_bytes": hour.bytes,
+    return {"times": times, "rows": loaded.rows, "parquet_bytes": hour.bytes,
             "zip_bytes": download.bytes, "leftover_files": len(leftovers)}
 
 

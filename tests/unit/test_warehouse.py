@@ -22,8 +22,8 @@ def hour_file(tmp_path, hour, count):
     return normalize_hour([member], hour, tmp_path / f"{hour:%H}-{count}" / "events.parquet")
 
 
-def record(hour, rows):
-    return LoadRecord(hour, rows, 1, 100, "w", 1, 0.5)
+def record(hour):
+    return LoadRecord(hour, 1, 100, "w", 1, 0.5)
 
 
 def snapshot(con):
@@ -35,11 +35,11 @@ def test_reloading_an_hour_leaves_exactly_the_same_rows(tmp_path):
     warehouse = Warehouse(tmp_path / "w.duckdb")
     a, b = hour_file(tmp_path, H0, 40), hour_file(tmp_path, H1, 25)
     with warehouse.connect() as con:
-        warehouse.replace_hour(con, a.path, record(H0, 40))
-        warehouse.replace_hour(con, b.path, record(H1, 25))
+        warehouse.replace_hour(con, a.path, record(H0))
+        warehouse.replace_hour(con, b.path, record(H1))
         first = snapshot(con)
-        warehouse.replace_hour(con, a.path, record(H0, 40))
-        warehouse.replace_hour(con, a.path, record(H0, 40))
+        warehouse.replace_hour(con, a.path, record(H0))
+        warehouse.replace_hour(con, a.path, record(H0))
         assert snapshot(con) == first
         assert [r[1] for r in first] == [40, 25]
         ledger = con.execute("SELECT upload_hour, rows, load_seconds > 0, loaded_at IS NOT NULL "
@@ -50,8 +50,8 @@ def test_reloading_an_hour_leaves_exactly_the_same_rows(tmp_path):
 def test_a_smaller_rerun_replaces_the_hour_not_appends(tmp_path):
     warehouse = Warehouse(tmp_path / "w.duckdb")
     with warehouse.connect() as con:
-        warehouse.replace_hour(con, hour_file(tmp_path, H0, 40).path, record(H0, 40))
-        warehouse.replace_hour(con, hour_file(tmp_path, H0, 10).path, record(H0, 10))
+        warehouse.replace_hour(con, hour_file(tmp_path, H0, 40).path, record(H0))
+        warehouse.replace_hour(con, hour_file(tmp_path, H0, 10).path, record(H0))
         assert con.execute("SELECT count(*) FROM amplitude.events").fetchone() == (10,)
 
 
@@ -59,11 +59,11 @@ def test_a_failed_swap_keeps_what_was_loaded(tmp_path):
     warehouse = Warehouse(tmp_path / "w.duckdb")
     good = hour_file(tmp_path, H0, 40)
     with warehouse.connect() as con:
-        warehouse.replace_hour(con, good.path, record(H0, 40))
+        warehouse.replace_hour(con, good.path, record(H0))
         before = snapshot(con)
         wrong_hour = hour_file(tmp_path, H1, 12)  # a file of another hour
-        with pytest.raises(WarehouseError, match=r"2026-03-01T07.*12 rows, 0 of them"):
-            warehouse.replace_hour(con, wrong_hour.path, record(H0, 12))
+        with pytest.raises(WarehouseError, match=r"2026-03-01T07.*12 rows, only 0 of them"):
+            warehouse.replace_hour(con, wrong_hour.path, record(H0))
         assert snapshot(con) == before
         assert con.execute("SELECT rows FROM amplitude._loads").fetchall() == [(40,)]
 
@@ -125,3 +125,15 @@ def test_a_lock_held_too_long_fails_with_advice_and_the_holder(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_wide_property_bags_are_stored_with_zstd(tmp_path):
+    warehouse = Warehouse(tmp_path / "w.duckdb")
+    with warehouse.connect() as con:
+        warehouse.replace_hour(con, hour_file(tmp_path, H0, 40).path, record(H0))
+        con.execute("CHECKPOINT")
+        methods = dict(con.execute(
+            "SELECT column_name, string_agg(DISTINCT compression) FROM "
+            "pragma_storage_info('amplitude.events') WHERE segment_type = 'JSON' GROUP BY ALL"
+        ).fetchall())
+    assert methods["event_properties"] == methods["user_properties"] == "ZSTD"
