@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 
 EXPORT_PATH = "/api/2/export"
 CREDENTIAL_VARIABLES = "AMPLITUDE_API_KEY and AMPLITUDE_SECRET_KEY"
-CHUNK_BYTES = 1 << 20
 
 
 class ExportError(RuntimeError):
@@ -159,7 +158,7 @@ class ExportClient:
                 expected = response.headers.get("Content-Length")
                 received = 0
                 with open(partial, "wb") as out:
-                    for chunk in response.iter_raw(CHUNK_BYTES):
+                    for chunk in response.iter_raw():  # as received: re-chunking copies
                         out.write(chunk)
                         received += len(chunk)
                         if self._clock() > deadline:  # a trickling body never hits the timeout
