@@ -110,7 +110,7 @@ def empty_plan() -> str:
     return f"SELECT {typed} LIMIT 0"
 
 
-def _connect(limits: EngineLimits) -> duckdb.DuckDBPyConnection:
+def connect_engine(limits: EngineLimits) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={
         "threads": limits.threads,
         "memory_limit": limits.memory_limit,
@@ -143,7 +143,7 @@ def normalize_hour(
     started = time.monotonic()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
-    con = _connect(limits)
+    con = connect_engine(limits)
     try:
         rows = _normalize(con, members, upload_hour, staging, member_names or {})
         os.replace(staging, out)

@@ -11,7 +11,8 @@ events in one upload hour with the simulator's generator (cached under ``.bench/
   table, no Parquet (the near-limit reference).
 
 Prints the medians: seconds, events/s, MB/s of compressed and uncompressed JSON, and peak RSS of
-each child (its own children included), then the ratios.
+each child (its own children included), then the ratios. ``--profile`` runs our path once under
+pyinstrument and DuckDB's profiler instead, to show where the time goes.
 """
 
 from __future__ import annotations
@@ -123,10 +124,60 @@ def _read_json(members: list[Path], work: Path) -> dict:
     return {"times": {"total": time.perf_counter() - began}, "rows": rows}
 
 
+def _profile(url: str, key: str, secret: str, work: Path) -> dict:
+    """Our path once under pyinstrument, then its two DuckDB statements under DuckDB's profiler.
+
+    pyinstrument shows whether any Python is hot (it should all be inside DuckDB calls); DuckDB's
+    operator timings, CPU seconds summed over threads, show where the engine spends it.
+    """
+    from pyinstrument import Profiler
+
+    from pipeline.lake import Lake
+    from pipeline.normalize import EngineLimits, connect_engine, fast_plan
+    from pipeline.warehouse import EVENTS_TABLE, Warehouse
+
+    with Profiler(interval=0.005) as profiler:
+        result = _ours(url, key, secret, work)
+    print(profiler.output_text(unicode=False, color=False), file=sys.stderr)
+
+    lake = Lake(work / "lake")
+    landed = lake.landed(HOUR)
+    plan = fast_plan(lake.member_paths(landed), HOUR, {m.file: m.name for m in landed.members})
+    with connect_engine(EngineLimits()) as con:
+        normalize = _operator_seconds(con, work, f"COPY ({plan}) TO '{work / 'p.parquet'}' "
+                                      "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 16384)")
+    parquet = lake.events_file(HOUR)
+    with Warehouse(work / "profile.duckdb").connect() as con:
+        load = _operator_seconds(con, work, f"INSERT INTO {EVENTS_TABLE} BY NAME SELECT * FROM "
+                                 f"read_parquet('{parquet}', hive_partitioning = false)")
+    for label, operators in (("normalize", normalize), ("load", load)):
+        print(f"DuckDB operators, {label} (CPU s over all threads):", file=sys.stderr)
+        for name, seconds in sorted(operators.items(), key=lambda kv: -kv[1]):
+            print(f"  {name:40}{seconds:8.2f}", file=sys.stderr)
+    return result
+
+
+def _operator_seconds(con, work: Path, statement: str) -> dict[str, float]:
+    output = work / "profile.json"
+    con.execute("PRAGMA enable_profiling = 'json'")
+    con.execute(f"PRAGMA profiling_output = '{output}'")
+    con.execute(statement)
+    con.execute("PRAGMA disable_profiling")
+    totals: dict[str, float] = {}
+    pending = list(json.loads(output.read_text())["operator"])
+    while pending:
+        node = pending.pop()
+        function = node.get("extra_info", {}).get("Function")
+        name = f"{node['type']} {function}" if function else node["type"]
+        totals[name] = totals.get(name, 0.0) + node.get("timing", 0.0)
+        pending.extend(node.get("children", []))
+    return totals
+
+
 def child(argv: list[str]) -> None:
     kind, work = argv[0], Path(argv[1])
-    if kind == "ours":
-        result = _ours(argv[2], argv[3], argv[4], work)
+    if kind in ("ours", "profile"):
+        result = (_ours if kind == "ours" else _profile)(argv[2], argv[3], argv[4], work)
     else:
         members = sorted(Path(argv[2]).glob("*.json.gz"))
         result = (_naive if kind == "naive" else _read_json)(members, work)
@@ -219,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", choices=("ours", "naive", "read_json"), action="append")
     parser.add_argument("--cache", type=Path, default=ROOT / ".bench")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of timing, profile our path once and print where time goes")
     args = parser.parse_args(argv)
     args.cache.mkdir(exist_ok=True)
     (ROOT / ".bench").mkdir(exist_ok=True)
@@ -226,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     kinds = args.only or ["ours", "naive", "read_json"]
     runs: dict[str, list[dict]] = {kind: [] for kind in ("ours", "naive", "read_json")}
     try:
+        if args.profile:
+            measure(["profile", sim.url, sim.config.api_key, sim.config.secret_key])
+            return 0
         for run in range(args.runs):
             for kind in kinds:
                 extra = ([sim.url, sim.config.api_key, sim.config.secret_key] if kind == "ours"

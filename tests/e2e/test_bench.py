@@ -23,3 +23,17 @@ def test_bench_runs_all_three_paths_and_reports(tmp_path):
         assert label in out, label
     assert "rows loaded: {'ours': {3000}, 'naive': {3000}, 'read_json': {3000}}" in out
     assert "temporary files left: 0" in out
+
+
+@pytest.mark.slow
+def test_bench_profile_says_where_the_time_goes(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "scripts/bench.py", "--events", "3000", "--profile", "--cache",
+         str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = done.stderr
+    assert "normalize_hour" in report and "Warehouse.replace_hour" in report  # pyinstrument
+    for operator in ("TABLE_SCAN READ_JSON_OBJECTS", "COPY_TO_FILE", "TABLE_SCAN READ_PARQUET",
+                     "INSERT"):
+        assert operator in report, operator
