@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -110,11 +111,13 @@ def empty_plan() -> str:
     return f"SELECT {typed} LIMIT 0"
 
 
-def connect_engine(limits: EngineLimits) -> duckdb.DuckDBPyConnection:
+def connect_engine(limits: EngineLimits, spill: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory engine; ``spill`` is where it may page out (it would use ``./.tmp``)."""
     con = duckdb.connect(config={
         "threads": limits.threads,
         "memory_limit": limits.memory_limit,
         "preserve_insertion_order": False,
+        "temp_directory": str(spill),
     })
     con.execute("SET TimeZone = 'UTC'")  # ICU loads lazily; as a connect option it fails
     return con
@@ -143,13 +146,15 @@ def normalize_hour(
     started = time.monotonic()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
-    con = connect_engine(limits)
+    spill = staging.with_suffix(".spill")
+    con = connect_engine(limits, spill)
     try:
         rows = _normalize(con, members, upload_hour, staging, member_names or {})
         os.replace(staging, out)
     finally:
         con.close()
         staging.unlink(missing_ok=True)
+        shutil.rmtree(spill, ignore_errors=True)
     return NormalizedHour(out, rows, out.stat().st_size, time.monotonic() - started)
 
 

@@ -71,7 +71,9 @@ class Warehouse:
         # Insertion order is meaningless here (rows are found by hour) and keeping it more than
         # doubles the load time of a large hour.
         self._config = {"memory_limit": memory_limit, "threads": threads,
-                        "preserve_insertion_order": False}
+                        "preserve_insertion_order": False,
+                        # beside the file, as for a file opened directly, not in ./.tmp
+                        "temp_directory": f"{self.path}.tmp"}
         self._sleep = sleep
 
     @contextmanager

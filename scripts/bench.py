@@ -140,7 +140,7 @@ def _same_work(members: list[Path], work: Path) -> dict:
     parquet = work / "same_work.parquet"
     named = ", ".join(f'"{c.key}" AS "{c.name}"' for c in EXPORT_COLUMNS)
     began = time.perf_counter()
-    with connect_engine(EngineLimits()) as con:
+    with connect_engine(EngineLimits(), work / "spill") as con:
         con.execute(f"COPY (SELECT {named} FROM {_read_json_scan(members)}) TO '{parquet}' "
                     "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 16384)")
     with Warehouse(work / "same_work.duckdb").connect() as con:
@@ -168,7 +168,7 @@ def _profile(url: str, key: str, secret: str, work: Path) -> dict:
     lake = Lake(work / "lake")
     landed = lake.landed(HOUR)
     plan = fast_plan(lake.member_paths(landed), HOUR, {m.file: m.name for m in landed.members})
-    with connect_engine(EngineLimits()) as con:
+    with connect_engine(EngineLimits(), work / "spill") as con:
         normalize = _operator_seconds(con, work, f"COPY ({plan}) TO '{work / 'p.parquet'}' "
                                       "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 16384)")
     parquet = lake.events_file(HOUR)

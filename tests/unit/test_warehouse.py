@@ -3,6 +3,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -137,3 +138,15 @@ def test_wide_property_bags_are_stored_with_zstd(tmp_path):
             "pragma_storage_info('amplitude.events') WHERE segment_type = 'JSON' GROUP BY ALL"
         ).fetchall())
     assert methods["event_properties"] == methods["user_properties"] == "ZSTD"
+
+
+def test_the_warehouse_spills_beside_its_file_not_in_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    path = tmp_path / "data" / "w.duckdb"
+    with Warehouse(path, memory_limit="48MB", threads=1).connect() as con:
+        con.execute("SELECT sum(x) FROM (SELECT range AS x, random() AS r FROM range(6000000) "
+                    "ORDER BY r)").fetchall()  # sorting 6M rows in 48 MB must spill
+        spilled_beside = Path(f"{path}.tmp").is_dir()
+        spilled_in_cwd = (tmp_path / "cwd" / ".tmp").exists()
+    assert spilled_beside and not spilled_in_cwd
