@@ -9,6 +9,7 @@ backoff for a bounded time, then reported with the holder's PID.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import random
 import time
@@ -38,7 +39,7 @@ class WarehouseLocked(WarehouseError):
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LoadRecord:
     """One row of ``amplitude._loads``: the latest load of an upload hour."""
 
@@ -74,6 +75,8 @@ class Warehouse:
                         "preserve_insertion_order": False,
                         # beside the file, as for a file opened directly, not in ./.tmp
                         "temp_directory": f"{self.path}.tmp"}
+        self._instance = ":memory:warehouse-" + hashlib.sha256(
+            str(self.path.resolve()).encode()).hexdigest()[:16]
         self._sleep = sleep
 
     @contextmanager
@@ -91,9 +94,11 @@ class Warehouse:
         # thread's last partial row group serially at commit: at DuckDB's default of 122,880 rows
         # that tail was half the load of a 200k-event hour. At 32,768 peak memory grew with the
         # hour's size; 65,536 keeps it flat and the file within 3 % of the default's.
-        con = duckdb.connect(config=self._config)
+        # One named in-memory instance per file, so connections in one process share the attach
+        # (DuckDB refuses to attach a file twice in a process) as they would with connect(path).
+        con = duckdb.connect(self._instance, config=self._config)
         try:
-            con.execute(f"ATTACH {sql.literal(str(self.path))} AS warehouse "
+            con.execute(f"ATTACH IF NOT EXISTS {sql.literal(str(self.path))} AS warehouse "
                         f"(ROW_GROUP_SIZE {TABLE_ROW_GROUP_ROWS})")
             con.execute("USE warehouse")
         except BaseException:

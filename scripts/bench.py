@@ -64,8 +64,9 @@ def _ours(url: str, key: str, secret: str, work: Path) -> dict:
     began = time.perf_counter()
     with warehouse.connect() as con:
         loaded = warehouse.replace_hour(con, hour.path, LoadRecord(
-            HOUR, len(landed.members), landed.member_bytes, landed.request_window,
-            download.attempts, download.seconds))
+            upload_hour=HOUR, archive_members=len(landed.members),
+            bytes_downloaded=landed.member_bytes, request_window=landed.request_window,
+            window_requests=download.attempts, fetch_seconds=download.seconds))
     times["load"] = time.perf_counter() - began
     leftovers = [p for p in (work / "lake").rglob("*") if ".scratch" in p.parts and p.is_file()]
     return {"times": times, "rows": loaded.rows, "parquet_bytes": hour.bytes,

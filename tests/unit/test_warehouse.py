@@ -24,7 +24,8 @@ def hour_file(tmp_path, hour, count):
 
 
 def record(hour):
-    return LoadRecord(hour, 1, 100, "w", 1, 0.5)
+    return LoadRecord(upload_hour=hour, archive_members=1, bytes_downloaded=100,
+                      request_window="w", window_requests=1, fetch_seconds=0.5)
 
 
 def snapshot(con):
@@ -150,3 +151,12 @@ def test_the_warehouse_spills_beside_its_file_not_in_the_working_directory(tmp_p
         spilled_beside = Path(f"{path}.tmp").is_dir()
         spilled_in_cwd = (tmp_path / "cwd" / ".tmp").exists()
     assert spilled_beside and not spilled_in_cwd
+
+
+def test_two_connections_in_one_process_share_the_warehouse(tmp_path):
+    warehouse = Warehouse(tmp_path / "w.duckdb", lock_timeout_seconds=1)
+    with warehouse.connect() as first:
+        warehouse.replace_hour(first, hour_file(tmp_path, H0, 5).path, record(H0))
+        with Warehouse(tmp_path / "w.duckdb").connect() as second:
+            assert second.execute("SELECT count(*) FROM amplitude.events").fetchone() == (5,)
+        assert first.execute("SELECT count(*) FROM amplitude._loads").fetchone() == (1,)
