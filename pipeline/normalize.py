@@ -33,6 +33,7 @@ ROW_GROUP_ROWS = 16_384  # the writer buffers a row group per thread: ~2 KB a ro
 _NULL_KNOWN_KEYS = json.dumps({c.key: None for c in EXPORT_COLUMNS})
 _KNOWN_KEY_LIST = "[" + ", ".join("'" + c.key + "'" for c in EXPORT_COLUMNS) + "]"
 _STRUCT = json.dumps({c.key: c.duckdb_type for c in EXPORT_COLUMNS})
+_NOT_AN_OBJECT = "error('a line is not a JSON object: ' || {line})"
 
 
 class NormalizeError(ValueError):
@@ -80,30 +81,40 @@ def _source(members: Sequence[Path]) -> str:
 
 def fast_plan(members: Sequence[Path], upload_hour: datetime, names: Mapping[str, str]) -> str:
     # The strict transform has seen every known key exactly once, so a longer key list means
-    # unknown keys; counting is far cheaper than comparing the lists.
+    # unknown keys; counting is far cheaper than comparing the lists. It fails on any line that is
+    # not an object except ``null``, which the WHERE refuses.
     typed = ", ".join(f's."{c.key}" AS "{c.name}"' for c in EXPORT_COLUMNS)
     return (
         f"SELECT {typed}, _extras, _upload_hour, _source_member FROM ("
         f"SELECT json_transform_strict(json, {sql.literal(_STRUCT)}) AS s, "
         f"{_extras(f'len(json_keys(json)) > {len(EXPORT_COLUMNS)}')}, "
-        f"{_lineage(upload_hour, names)} FROM {_source(members)})"
+        f"{_lineage(upload_hour, names)} FROM {_source(members)}) "
+        f"WHERE s IS NOT NULL OR {_NOT_AN_OBJECT.format(line=sql.literal('null'))}"
     )
 
 
 def tolerant_plan(members: Sequence[Path], upload_hour: datetime,
                   names: Mapping[str, str]) -> str:
     paths = "[" + ", ".join(sql.literal(f'$."{c.key}"') for c in EXPORT_COLUMNS) + "]"
-    typed = ", ".join(
-        (f"json_extract_string(v[{i}], '$')" if c.duckdb_type == "VARCHAR"
-         else f"CAST(v[{i}] AS {c.duckdb_type})") + f' AS "{c.name}"'
-        for i, c in enumerate(EXPORT_COLUMNS, start=1)
-    )
+    typed = ", ".join(_tolerant_value(f"v[{i}]", c.duckdb_type) + f' AS "{c.name}"'
+                      for i, c in enumerate(EXPORT_COLUMNS, start=1))
     return (
         f"SELECT {typed}, _extras, _upload_hour, _source_member FROM ("
         f"SELECT json_extract(json, {paths}) AS v, "
         f"{_extras(f'NOT list_has_all({_KNOWN_KEY_LIST}, json_keys(json))')}, "
-        f"{_lineage(upload_hour, names)} FROM {_source(members)})"
+        f"{_lineage(upload_hour, names)}, json FROM {_source(members)}) "
+        f"WHERE json_type(json) = 'OBJECT' OR "
+        f"{_NOT_AN_OBJECT.format(line='left(json::VARCHAR, 80)')}"
     )
+
+
+def _tolerant_value(value: str, duckdb_type: str) -> str:
+    """As the strict transform reads it: a JSON ``null`` is SQL NULL for every type."""
+    if duckdb_type == "VARCHAR":
+        return f"json_extract_string({value}, '$')"
+    if duckdb_type == "JSON":
+        return f"CASE WHEN json_type({value}) <> 'NULL' THEN {value} END"
+    return f"CAST({value} AS {duckdb_type})"
 
 
 def empty_plan() -> str:

@@ -1,4 +1,5 @@
 import json
+import re
 from datetime import UTC, datetime
 
 import duckdb
@@ -132,3 +133,23 @@ def test_duckdb_reads_the_file_back_with_the_declared_types(tmp_path):
         expected = column.duckdb_type.replace("TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE")
         assert types[column.name] == expected, column.name
     assert len(EXPORT_COLUMNS) == 55
+
+
+@pytest.mark.parametrize("line", ["null", "[1, 2]", '"an event"', "42"])
+def test_a_line_that_is_not_an_object_fails_naming_the_member(tmp_path, line):
+    good = write_member(tmp_path / "636686_2026-03-01_7#0.json.gz", [base_event()])
+    bad = write_member(tmp_path / "636686_2026-03-01_7#1.json.gz", [base_event(), line])
+    with pytest.raises(NormalizeError, match=rf"2026-03-01T07: member {re.escape(bad.name)}"):
+        normalize_hour([good, bad], HOUR, tmp_path / "events.parquet")
+
+
+def test_both_plans_read_json_nulls_as_sql_nulls(tmp_path):
+    nulls = {"event_properties": None, "groups": None, "city": None, "amplitude_id": None,
+             "event_time": None, "amplitude_attribution_ids": None}
+    complete = base_event(**nulls)
+    lacking = base_event(**nulls)
+    del lacking["plan"]  # a missing key sends the member through the tolerant plan
+    for name, event in (("fast", complete), ("tolerant", lacking)):
+        member = write_member(tmp_path / f"{name}.json.gz", [event])
+        (row,) = read(normalize_hour([member], HOUR, tmp_path / name / "events.parquet").path)
+        assert {key: row[key] for key in nulls} == nulls, name
