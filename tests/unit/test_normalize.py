@@ -1,5 +1,7 @@
 import json
+import os
 import re
+import time
 from datetime import UTC, datetime
 
 import duckdb
@@ -153,3 +155,20 @@ def test_both_plans_read_json_nulls_as_sql_nulls(tmp_path):
         member = write_member(tmp_path / f"{name}.json.gz", [event])
         (row,) = read(normalize_hour([member], HOUR, tmp_path / name / "events.parquet").path)
         assert {key: row[key] for key in nulls} == nulls, name
+
+
+def test_leftovers_of_a_killed_run_are_swept_but_a_running_one_is_not(tmp_path):
+    out = tmp_path / "hour" / "events.parquet"
+    out.parent.mkdir()
+    stale_file = out.with_name(".events.parquet.dead.tmp")
+    stale_spill = out.with_name(".events.parquet.dead.spill")
+    running = out.with_name(".events.parquet.alive.tmp")
+    stale_file.write_bytes(b"partial")
+    stale_spill.mkdir()
+    (stale_spill / "duckdb_temp_block").write_bytes(b"x")
+    running.write_bytes(b"partial")
+    day_ago = time.time() - 25 * 3600
+    for path in (stale_file, stale_spill):
+        os.utime(path, (day_ago, day_ago))
+    normalize_hour([write_member(tmp_path / "m.json.gz", [base_event()])], HOUR, out)
+    assert sorted(p.name for p in out.parent.iterdir()) == [running.name, out.name]
