@@ -27,8 +27,11 @@ from pipeline.schema import EVENT_COLUMNS, duckdb_table_columns
 log = logging.getLogger(__name__)
 
 EVENTS_TABLE = "amplitude.events"
-TABLE_ROW_GROUP_ROWS = 65_536
 LOADS_TABLE = "amplitude._loads"
+# A load compresses each thread's last partial row group serially at commit: at DuckDB's default
+# of 122,880 rows that was half the load of a 200k-event hour. At 32,768 peak memory grew with the
+# hour; 65,536 keeps it flat and the file within 3 % of the default's size.
+TABLE_ROW_GROUP_ROWS = 65_536
 
 
 class WarehouseError(RuntimeError):
@@ -90,12 +93,8 @@ class Warehouse:
             con.close()
 
     def _open(self) -> duckdb.DuckDBPyConnection:
-        # The row group size is an attach option, not stored in the file. A load compresses each
-        # thread's last partial row group serially at commit: at DuckDB's default of 122,880 rows
-        # that tail was half the load of a 200k-event hour. At 32,768 peak memory grew with the
-        # hour's size; 65,536 keeps it flat and the file within 3 % of the default's.
-        # One named in-memory instance per file, so connections in one process share the attach
-        # (DuckDB refuses to attach a file twice in a process) as they would with connect(path).
+        # ROW_GROUP_SIZE is an attach option, not stored in the file (see TABLE_ROW_GROUP_ROWS).
+        # One named instance per file: DuckDB refuses to attach a file twice in a process.
         con = duckdb.connect(self._instance, config=self._config)
         try:
             con.execute(f"ATTACH IF NOT EXISTS {sql.literal(str(self.path))} AS warehouse "
