@@ -136,11 +136,13 @@ def connect_engine(limits: EngineLimits, spill: Path) -> duckdb.DuckDBPyConnecti
     return con
 
 
+def copy_statement(plan: str, out: Path) -> str:
+    return (f"COPY ({plan}) TO {sql.literal(str(out))} "
+            f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
+
+
 def _copy(con: duckdb.DuckDBPyConnection, plan: str, out: Path) -> int:
-    result = con.execute(
-        f"COPY ({plan}) TO {sql.literal(str(out))} "
-        f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
-    ).fetchone()
+    result = con.execute(copy_statement(plan, out)).fetchone()
     return int(result[0]) if result else 0
 
 

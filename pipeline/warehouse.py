@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 EVENTS_TABLE = "amplitude.events"
 LOADS_TABLE = "amplitude._loads"
+INSERT_HOUR = (f"INSERT INTO {EVENTS_TABLE} BY NAME "  # parameters: the Parquet file, the hour
+               "SELECT * FROM read_parquet(?, hive_partitioning = false) WHERE _upload_hour = ?")
 # A load compresses each thread's last partial row group serially at commit: at DuckDB's default
 # of 122,880 rows that was half the load of a 200k-event hour. At 32,768 peak memory grew with the
 # hour; 65,536 keeps it flat and the file within 3 % of the default's size.
@@ -158,11 +160,7 @@ class Warehouse:
             con.execute(f"DELETE FROM {EVENTS_TABLE} WHERE _upload_hour = ?", [hour])
             in_file = con.execute("SELECT count(*) FROM read_parquet(?, hive_partitioning = false)",
                                   [str(parquet)]).fetchone()[0]
-            inserted = con.execute(
-                f"INSERT INTO {EVENTS_TABLE} BY NAME "
-                "SELECT * FROM read_parquet(?, hive_partitioning = false) WHERE _upload_hour = ?",
-                [str(parquet), hour],
-            ).fetchone()[0]
+            inserted = con.execute(INSERT_HOUR, [str(parquet), hour]).fetchone()[0]
             if inserted != in_file:
                 raise WarehouseError(
                     f"upload hour {hour:%Y-%m-%dT%H}: {parquet} holds {in_file} rows, "

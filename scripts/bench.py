@@ -134,7 +134,7 @@ def _read_json(members: list[Path], work: Path) -> dict:
 def _same_work(members: list[Path], work: Path) -> dict:
     """Our stages with DuckDB's fastest statements and our settings, minus what fidelity costs
     (unknown keys, lineage, error plans) and minus the download: JSON → Parquet → table."""
-    from pipeline.normalize import EngineLimits, connect_engine
+    from pipeline.normalize import EngineLimits, connect_engine, copy_statement
     from pipeline.schema import EXPORT_COLUMNS
     from pipeline.warehouse import EVENTS_TABLE, Warehouse
 
@@ -142,8 +142,7 @@ def _same_work(members: list[Path], work: Path) -> dict:
     named = ", ".join(f'"{c.key}" AS "{c.name}"' for c in EXPORT_COLUMNS)
     began = time.perf_counter()
     with connect_engine(EngineLimits(), work / "spill") as con:
-        con.execute(f"COPY (SELECT {named} FROM {_read_json_scan(members)}) TO '{parquet}' "
-                    "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 16384)")
+        con.execute(copy_statement(f"SELECT {named} FROM {_read_json_scan(members)}", parquet))
     with Warehouse(work / "same_work.duckdb").connect() as con:
         rows = con.execute(f"INSERT INTO {EVENTS_TABLE} BY NAME SELECT * FROM '{parquet}'"
                            ).fetchone()[0]
@@ -159,8 +158,8 @@ def _profile(url: str, key: str, secret: str, work: Path) -> dict:
     from pyinstrument import Profiler
 
     from pipeline.lake import Lake
-    from pipeline.normalize import EngineLimits, connect_engine, fast_plan
-    from pipeline.warehouse import EVENTS_TABLE, Warehouse
+    from pipeline.normalize import EngineLimits, connect_engine, copy_statement, fast_plan
+    from pipeline.warehouse import INSERT_HOUR, Warehouse
 
     with Profiler(interval=0.005) as profiler:
         result = _ours(url, key, secret, work)
@@ -170,12 +169,9 @@ def _profile(url: str, key: str, secret: str, work: Path) -> dict:
     landed = lake.landed(HOUR)
     plan = fast_plan(lake.member_paths(landed), HOUR, {m.file: m.name for m in landed.members})
     with connect_engine(EngineLimits(), work / "spill") as con:
-        normalize = _operator_seconds(con, work, f"COPY ({plan}) TO '{work / 'p.parquet'}' "
-                                      "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 16384)")
-    parquet = lake.events_file(HOUR)
+        normalize = _operator_seconds(con, work, copy_statement(plan, work / "p.parquet"))
     with Warehouse(work / "profile.duckdb").connect() as con:
-        load = _operator_seconds(con, work, f"INSERT INTO {EVENTS_TABLE} BY NAME SELECT * FROM "
-                                 f"read_parquet('{parquet}', hive_partitioning = false)")
+        load = _operator_seconds(con, work, INSERT_HOUR, [str(lake.events_file(HOUR)), HOUR])
     for label, operators in (("normalize", normalize), ("load", load)):
         print(f"DuckDB operators, {label} (CPU s over all threads):", file=sys.stderr)
         for name, seconds in sorted(operators.items(), key=lambda kv: -kv[1]):
@@ -183,11 +179,12 @@ def _profile(url: str, key: str, secret: str, work: Path) -> dict:
     return result
 
 
-def _operator_seconds(con, work: Path, statement: str) -> dict[str, float]:
+def _operator_seconds(con, work: Path, statement: str,
+                      parameters: list | None = None) -> dict[str, float]:
     output = work / "profile.json"
     con.execute("PRAGMA enable_profiling = 'json'")
     con.execute(f"PRAGMA profiling_output = '{output}'")
-    con.execute(statement)
+    con.execute(statement, parameters)
     con.execute("PRAGMA disable_profiling")
     totals: dict[str, float] = {}
     pending = list(json.loads(output.read_text())["operator"])
