@@ -24,11 +24,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pipeline import leftovers
 from pipeline.amplitude.client import Download
 from pipeline.archive import ArchiveError, ArchiveReader, Member
 
 MANIFEST = "_manifest.json"
-STALE_SECONDS = 24 * 3600
 
 
 def _hour_folder(upload_hour: datetime) -> str:
@@ -114,9 +114,7 @@ class Lake:
         """
         parent = self.root / ".scratch"
         parent.mkdir(parents=True, exist_ok=True)
-        for stale in parent.iterdir():
-            if time.time() - stale.stat().st_mtime > STALE_SECONDS:
-                shutil.rmtree(stale, ignore_errors=True)
+        leftovers.sweep(parent.iterdir())
         path = parent / uuid.uuid4().hex
         path.mkdir()
         try:

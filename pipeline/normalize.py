@@ -14,7 +14,6 @@ key set to null, which leaves exactly the unknown keys: they become ``_extras``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -27,13 +26,12 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline import sql
+from pipeline import leftovers, sql
 from pipeline.schema import EVENT_COLUMNS, EXPORT_COLUMNS
 
-LEFTOVER_SECONDS = 24 * 3600
 ROW_GROUP_ROWS = 16_384  # the writer buffers a row group per thread: ~2 KB a row, so ~32 MB
 _NULL_KNOWN_KEYS = json.dumps({c.key: None for c in EXPORT_COLUMNS})
-_KNOWN_KEY_LIST = "[" + ", ".join("'" + c.key + "'" for c in EXPORT_COLUMNS) + "]"
+_KNOWN_KEY_LIST = sql.literal_list(c.key for c in EXPORT_COLUMNS)
 _STRUCT = json.dumps({c.key: c.duckdb_type for c in EXPORT_COLUMNS})
 _NOT_AN_OBJECT = "error('a line is not a JSON object: ' || {line})"
 
@@ -160,7 +158,7 @@ def normalize_hour(
     """
     started = time.monotonic()
     out.parent.mkdir(parents=True, exist_ok=True)
-    _sweep_leftovers(out)
+    leftovers.sweep(out.parent.glob(f".{out.name}.*"))  # a killed run's staging and spill
     staging = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
     spill = staging.with_suffix(".spill")
     con = connect_engine(limits, spill)
@@ -172,17 +170,6 @@ def normalize_hour(
         staging.unlink(missing_ok=True)
         shutil.rmtree(spill, ignore_errors=True)
     return NormalizedHour(out, rows, out.stat().st_size, time.monotonic() - started)
-
-
-def _sweep_leftovers(out: Path) -> None:
-    """Staging files and spill folders a killed run left beside ``out``; a live run's are young."""
-    for leftover in out.parent.glob(f".{out.name}.*"):
-        with contextlib.suppress(FileNotFoundError):  # another run may finish meanwhile
-            if time.time() - leftover.stat().st_mtime > LEFTOVER_SECONDS:
-                if leftover.is_dir():
-                    shutil.rmtree(leftover, ignore_errors=True)
-                else:
-                    leftover.unlink()
 
 
 def _normalize(con: duckdb.DuckDBPyConnection, members: Sequence[Path],

@@ -113,10 +113,11 @@ def _naive(members: list[Path], work: Path) -> dict:
 
 
 def _read_json_scan(members: list[Path]) -> str:
+    from pipeline import sql
     from pipeline.schema import EXPORT_COLUMNS
 
     columns = "{" + ", ".join(f"'{c.key}': '{c.duckdb_type}'" for c in EXPORT_COLUMNS) + "}"
-    files = "[" + ", ".join(f"'{m}'" for m in members) + "]"
+    files = sql.literal_list(str(m) for m in members)
     return f"read_json({files}, format = 'newline_delimited', columns = {columns})"
 
 
