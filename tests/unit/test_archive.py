@@ -1,4 +1,6 @@
 import io
+import os
+import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -133,3 +135,16 @@ def test_a_reader_never_sees_a_mix_of_two_landings(tmp_path):
             landing.result()
     assert {n for n, _ in reads} <= {2, 3}
     assert all(n == read for n, read in reads)
+
+
+def test_scratch_sweeps_a_killed_runs_folder_but_not_a_running_ones(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    dead, alive = tmp_path / "lake" / ".scratch" / "dead", tmp_path / "lake" / ".scratch" / "alive"
+    for folder in (dead, alive):
+        folder.mkdir(parents=True)
+        (folder / "export.zip").write_bytes(b"partial")
+    day_ago = time.time() - 25 * 3600
+    os.utime(dead, (day_ago, day_ago))
+    with lake.scratch() as mine:
+        assert sorted(p.name for p in mine.parent.iterdir()) == sorted(["alive", mine.name])
+    assert not mine.exists()
