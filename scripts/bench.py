@@ -116,7 +116,8 @@ def _read_json_scan(members: list[Path]) -> str:
     from pipeline import sql
     from pipeline.schema import EXPORT_COLUMNS
 
-    columns = "{" + ", ".join(f"'{c.key}': '{c.duckdb_type}'" for c in EXPORT_COLUMNS) + "}"
+    columns = "{" + ", ".join(f"{sql.literal(c.key)}: {sql.literal(c.duckdb_type)}"
+                              for c in EXPORT_COLUMNS) + "}"
     files = sql.literal_list(str(m) for m in members)
     return f"read_json({files}, format = 'newline_delimited', columns = {columns})"
 
@@ -145,8 +146,8 @@ def _same_work(members: list[Path], work: Path) -> dict:
     with connect_engine(EngineLimits(), work / "spill") as con:
         con.execute(copy_statement(f"SELECT {named} FROM {_read_json_scan(members)}", parquet))
     with Warehouse(work / "same_work.duckdb").connect() as con:
-        rows = con.execute(f"INSERT INTO {EVENTS_TABLE} BY NAME SELECT * FROM '{parquet}'"
-                           ).fetchone()[0]
+        rows = con.execute(f"INSERT INTO {EVENTS_TABLE} BY NAME SELECT * FROM read_parquet(?)",
+                           [str(parquet)]).fetchone()[0]
     return {"times": {"total": time.perf_counter() - began}, "rows": rows}
 
 
@@ -182,9 +183,11 @@ def _profile(url: str, key: str, secret: str, work: Path) -> dict:
 
 def _operator_seconds(con, work: Path, statement: str,
                       parameters: list | None = None) -> dict[str, float]:
+    from pipeline import sql
+
     output = work / "profile.json"
     con.execute("PRAGMA enable_profiling = 'json'")
-    con.execute(f"PRAGMA profiling_output = '{output}'")
+    con.execute(f"PRAGMA profiling_output = {sql.literal(str(output))}")
     con.execute(statement, parameters)
     con.execute("PRAGMA disable_profiling")
     totals: dict[str, float] = {}
