@@ -1,6 +1,7 @@
 """The commands a data engineer types: the Dagster CLI on the code location, and the README demo."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -86,14 +87,56 @@ def test_concurrent_backfills_of_overlapping_ranges_both_succeed(cli_env):
     assert loaded(tmp_path) == expected(sim, range(18))
 
 
-def test_the_readme_demo_runs_end_to_end(tmp_path):
-    done = subprocess.run(
+def demo(data, *extra):
+    return subprocess.run(
         [sys.executable, "scripts/demo.py", "--hours", "4", "--events-per-hour", "40",
-         "--data", str(tmp_path / "data")],
+         "--data", str(data), *extra],
         cwd=ROOT, env={**os.environ, "DAGSTER_HOME": ""}, capture_output=True, text=True,
         timeout=300, check=False)
+
+
+def stage(stdout, name):
+    """The figures of a demo stage line: ``<name>  4 hours, 1,234 rows, ...``."""
+    found = re.search(rf"^{re.escape(name)} +(\d+) hours?, (.*)$", stdout, re.MULTILINE)
+    assert found, f"no stage line for {name} in:\n{stdout}"
+    return int(found.group(1)), found.group(2)
+
+
+def rows(figures):
+    return int(re.search(r"([\d,]+) rows?\b", figures).group(1).replace(",", ""))
+
+
+def test_the_readme_demo_runs_end_to_end(tmp_path):
+    done = demo(tmp_path / "data")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "1 export request(s) served" in done.stdout
     assert "Rows per upload date" in done.stdout and "Loads ledger" in done.stdout
     with duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM amplitude._loads").fetchone() == (4,)
+        (warehouse_rows,) = con.execute("SELECT count(*) FROM amplitude.events").fetchone()
+    # A tool's output, not a debug log: a start line, a line per stage, the summary.
+    assert "DEBUG" not in done.stdout and "DEBUG" not in done.stderr
+    log = tmp_path / "data" / "demo.log"
+    assert done.stdout.splitlines()[0].endswith(f"full log: {log}")
+    hours, figures = stage(done.stdout, "amplitude/raw_export")
+    assert hours == 4 and re.match(r"1 export request, ", figures), figures
+    for name in ("amplitude/events_parquet", "amplitude/events"):
+        hours, figures = stage(done.stdout, name)
+        assert (hours, rows(figures)) == (4, warehouse_rows), figures
+        assert re.search(r"step \d+\.\d\d s$", figures), figures
+    full = log.read_text()
+    assert " - dagster - DEBUG - " in full and "RUN_SUCCESS" in full
+    assert full.count("STEP_SUCCESS") == 3
+
+
+def test_a_failed_demo_shows_the_log_tail_and_exits_non_zero(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "lake").write_text("a file where the lake folder goes")  # landing cannot mkdir
+    done = demo(data)
+    assert done.returncode != 0
+    log = data / "demo.log"
+    assert re.search(r"^amplitude/raw_export +FAILED", done.stdout, re.MULTILINE), done.stdout
+    assert "Rows per upload date" not in done.stdout and "DEBUG" not in done.stdout
+    assert f"last 30 lines of {log}" in done.stderr and f"full log: {log}" in done.stderr
+    assert "STEP_FAILURE" in log.read_text()
