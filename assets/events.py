@@ -91,6 +91,7 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
                 "parquet_bytes": result.bytes,
                 "archive_members": len(landed.members),
                 "normalize_seconds": round(result.seconds, 3),
+                "normalize_plan": result.plan,
                 "path": dg.MetadataValue.path(str(result.path)),
             }, partition_key=partition_key(hour))
         return dg.MaterializeResult(metadata={"dagster/column_schema": COLUMN_SCHEMA})
@@ -126,14 +127,8 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
                     raise FileNotFoundError(
                         f"upload hour {hour:%Y-%m-%dT%H} has no Parquet file at {parquet}: "
                         "materialize amplitude/events_parquet for it first")
-                record = target.replace_hour(con, parquet, LoadRecord(
-                    upload_hour=hour,
-                    archive_members=len(landed.members),
-                    bytes_downloaded=landed.member_bytes,
-                    request_window=landed.request_window,
-                    window_requests=landed.window_requests,
-                    fetch_seconds=landed.fetch_seconds,
-                ))
+                # the landing's version and fetch time too (LoadRecord.from_landing)
+                record = target.replace_hour(con, parquet, LoadRecord.from_landing(landed))
                 outside, repeats = con.execute(
                     f"SELECT count(*) FILTER (WHERE server_upload_time < _upload_hour OR "
                     f"server_upload_time >= _upload_hour + INTERVAL 1 HOUR), "

@@ -1,15 +1,19 @@
 """Gzip members of one upload hour → one typed, zstd-compressed Parquet file.
 
 DuckDB does the decompression, parsing and conversion in C++ and streams to the Parquet writer, so
-an hour of any size passes through bounded memory. Two plans give the same rows:
+an hour of any size passes through bounded memory. Three plans give the same rows, tried in turn:
 
-- the fast plan casts every line with ``json_transform_strict``: a value of the wrong type fails
-  loudly, but so does a line that lacks one of the known keys;
+- the exact plan casts every line to the struct of all known keys: the cast fails on a line with
+  an unknown key, a missing key, a duplicated key or a value of the wrong type, so when it
+  succeeds every line held exactly the known keys and ``_extras`` is NULL throughout. It is the
+  cheapest of the three (no key count, no second look at the line);
+- the strict plan, taken when the exact one fails, transforms each line with
+  ``json_transform_strict``, which ignores unknown keys but fails on missing ones and on types;
 - the tolerant plan, taken only when a line lacks a key, extracts each key and casts it, so missing
   keys become NULL while wrong types still fail.
 
-In both, a line whose keys are not all known goes through ``json_merge_patch`` with every known
-key set to null, which leaves exactly the unknown keys: they become ``_extras``.
+In the last two, a line whose keys are not all known goes through ``json_merge_patch`` with every
+known key set to null, which leaves exactly the unknown keys: they become ``_extras``.
 """
 
 from __future__ import annotations
@@ -26,13 +30,14 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline import leftovers, sql
+from pipeline import engine, leftovers, sql
 from pipeline.schema import EVENT_COLUMNS, EXPORT_COLUMNS
 
 ROW_GROUP_ROWS = 16_384  # the writer buffers a row group per thread: ~2 KB a row, so ~32 MB
 _NULL_KNOWN_KEYS = json.dumps({c.key: None for c in EXPORT_COLUMNS})
 _KNOWN_KEY_LIST = sql.literal_list(c.key for c in EXPORT_COLUMNS)
 _STRUCT = json.dumps({c.key: c.duckdb_type for c in EXPORT_COLUMNS})
+_STRUCT_TYPE = "STRUCT(" + ", ".join(f'"{c.key}" {c.duckdb_type}' for c in EXPORT_COLUMNS) + ")"
 _NOT_AN_OBJECT = "error('a line is not a JSON object: ' || {line})"
 
 
@@ -46,6 +51,7 @@ class NormalizedHour:
     rows: int
     bytes: int
     seconds: float
+    plan: str  # which of the plans below wrote it: "exact" unless some line had other keys
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,18 @@ def _source(members: Sequence[Path]) -> str:
             "filename=true)")
 
 
-def fast_plan(members: Sequence[Path], upload_hour: datetime, names: Mapping[str, str]) -> str:
+def exact_plan(members: Sequence[Path], upload_hour: datetime, names: Mapping[str, str]) -> str:
+    typed = ", ".join(f's."{c.key}" AS "{c.name}"' for c in EXPORT_COLUMNS)
+    return (
+        f"SELECT {typed}, NULL::JSON AS _extras, _upload_hour, _source_member FROM ("
+        f"SELECT CAST(json AS {_STRUCT_TYPE}) AS s, {_lineage(upload_hour, names)} "
+        f"FROM {_source(members)}) "
+        f"WHERE s IS NOT NULL OR {_NOT_AN_OBJECT.format(line=sql.literal('null'))}"
+    )
+
+
+def strict_plan(members: Sequence[Path], upload_hour: datetime,
+                names: Mapping[str, str]) -> str:
     # The strict transform has seen every known key exactly once, so a longer key list means
     # unknown keys; counting is far cheaper than comparing the lists. It fails on any line that is
     # not an object except ``null``, which the WHERE refuses.
@@ -129,6 +146,7 @@ def connect_engine(limits: EngineLimits, spill: Path) -> duckdb.DuckDBPyConnecti
         "memory_limit": limits.memory_limit,
         "preserve_insertion_order": False,
         "temp_directory": str(spill),
+        **engine.offline_config(),
     })
     con.execute("SET TimeZone = 'UTC'")  # ICU loads lazily; as a connect option it fails
     return con
@@ -163,28 +181,36 @@ def normalize_hour(
     spill = staging.with_suffix(".spill")
     con = connect_engine(limits, spill)
     try:
-        rows = _normalize(con, members, upload_hour, staging, member_names or {})
+        rows, plan = _normalize(con, members, upload_hour, staging, member_names or {})
         os.replace(staging, out)
     finally:
         con.close()
         staging.unlink(missing_ok=True)
         shutil.rmtree(spill, ignore_errors=True)
-    return NormalizedHour(out, rows, out.stat().st_size, time.monotonic() - started)
+    return NormalizedHour(out, rows, out.stat().st_size, time.monotonic() - started, plan)
 
 
 def _normalize(con: duckdb.DuckDBPyConnection, members: Sequence[Path],
-               upload_hour: datetime, staging: Path, names: Mapping[str, str]) -> int:
+               upload_hour: datetime, staging: Path, names: Mapping[str, str]) -> tuple[int, str]:
+    """The rows written and the name of the plan that wrote them."""
     if not members:
-        return _copy(con, empty_plan(), staging)
+        return _copy(con, empty_plan(), staging), "empty"
     try:
-        return _copy(con, fast_plan(members, upload_hour, names), staging)
+        return _copy(con, exact_plan(members, upload_hour, names), staging), "exact"
+    except duckdb.Error:
+        pass  # some line is not exactly the known keys: the strict plan says which case it is
+    try:
+        return _copy(con, strict_plan(members, upload_hour, names), staging), "strict"
     except duckdb.Error as error:
         if "does not have key" not in str(error):
             raise _explain(con, members, upload_hour, staging, error) from error
     try:
-        return _copy(con, tolerant_plan(members, upload_hour, names), staging)
+        return _copy(con, tolerant_plan(members, upload_hour, names), staging), "tolerant"
     except duckdb.Error as error:
         raise _explain(con, members, upload_hour, staging, error) from error
+
+
+PLANS = {"exact": exact_plan, "strict": strict_plan, "tolerant": tolerant_plan}
 
 
 def _explain(con: duckdb.DuckDBPyConnection, members: Sequence[Path], upload_hour: datetime,

@@ -4,6 +4,10 @@ Each upload hour is swapped in one transaction (delete the hour, insert it from 
 record it), so a re-run of any hour or range leaves exactly the same rows and a failure leaves the
 previous rows in place. DuckDB admits one writing process; a held lock is waited out with jittered
 backoff for a bounded time, then reported with the holder's PID.
+
+Every open brings the file to the newest schema version (``pipeline/migrations.py``). A file this
+DuckDB cannot read at all (written by a newer DuckDB) is refused with the way back: a rebuild
+from the lake (``python -m pipeline.rebuild``), since DuckDB cannot downgrade a file in place.
 """
 
 from __future__ import annotations
@@ -12,17 +16,22 @@ import contextlib
 import hashlib
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
-from pipeline import sql
-from pipeline.schema import EVENT_COLUMNS, duckdb_table_columns
+from pipeline import engine, migrations, sql
+from pipeline.schema import EVENT_COLUMNS
+
+if TYPE_CHECKING:
+    from pipeline.lake import LandedHour
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +43,9 @@ INSERT_HOUR = (f"INSERT INTO {EVENTS_TABLE} BY NAME "  # parameters: the Parquet
 # of 122,880 rows that was half the load of a 200k-event hour. At 32,768 peak memory grew with the
 # hour; 65,536 keeps it flat and the file within 3 % of the default's size.
 TABLE_ROW_GROUP_ROWS = 65_536
+# The oldest storage format that keeps zstd for the wide bags (at DuckDB 1.5's default, v1.0.0,
+# a zstd column is stored uncompressed): DuckDB 1.2 and newer, CLI and drivers alike, open it.
+STORAGE_VERSION = "v1.2.0"
 
 
 class WarehouseError(RuntimeError):
@@ -42,6 +54,9 @@ class WarehouseError(RuntimeError):
 
 class WarehouseLocked(WarehouseError):
     pass
+
+
+REBUILD_COMMAND = "python -m pipeline.rebuild --warehouse {path} --lake LAKE_ROOT"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,18 +69,42 @@ class LoadRecord:
     request_window: str
     window_requests: int
     fetch_seconds: float
+    landing_version: str | None = None  # the landing's version folder the rows were read from
+    fetched_at: datetime | None = None  # when that fetch landed
     # Filled in by Warehouse.replace_hour:
     rows: int = 0
     load_seconds: float = 0.0
     loaded_at: datetime | None = None
 
+    @classmethod
+    def from_landing(cls, landed: LandedHour) -> LoadRecord:
+        """The ledger row of an hour loaded from this landing, shared by the asset and rebuild."""
+        return cls(upload_hour=landed.upload_hour, archive_members=len(landed.members),
+                   bytes_downloaded=landed.member_bytes, request_window=landed.request_window,
+                   window_requests=landed.window_requests, fetch_seconds=landed.fetch_seconds,
+                   landing_version=landed.version, fetched_at=landed.fetched_at)
 
-_LOADS_COLUMNS = (  # the ledger's column order, fixed since its first version
-    ("upload_hour", "TIMESTAMPTZ PRIMARY KEY"), ("rows", "BIGINT"), ("archive_members", "INTEGER"),
-    ("bytes_downloaded", "BIGINT"), ("request_window", "VARCHAR"), ("window_requests", "INTEGER"),
-    ("fetch_seconds", "DOUBLE"), ("load_seconds", "DOUBLE"), ("loaded_at", "TIMESTAMPTZ"),
-)
-_LOADS_PARAMETERS = ", ".join("?" * len(_LOADS_COLUMNS))
+
+_LOADS_COLUMNS = ("upload_hour", "rows", "archive_members", "bytes_downloaded", "request_window",
+                  "window_requests", "fetch_seconds", "load_seconds", "loaded_at",
+                  "landing_version", "fetched_at")  # named in the INSERT: migrations append
+INSERT_LOAD = (f"INSERT OR REPLACE INTO {LOADS_TABLE} ({', '.join(_LOADS_COLUMNS)}) "
+               f"VALUES ({', '.join('?' * len(_LOADS_COLUMNS))})")
+
+
+def storage_version(path: Path) -> int | None:
+    """The storage version in a DuckDB file's header, or None if it is not a DuckDB file.
+
+    The main header is an 8-byte checksum, the magic ``DUCK`` and a little-endian uint64.
+    """
+    try:
+        with open(path, "rb") as file:
+            header = file.read(20)
+    except OSError:
+        return None
+    if len(header) < 20 or header[8:12] != b"DUCK":
+        return None
+    return int.from_bytes(header[12:20], "little")
 
 
 class Warehouse:
@@ -76,10 +115,10 @@ class Warehouse:
         self.lock_timeout_seconds = lock_timeout_seconds
         # Insertion order is meaningless here (rows are found by hour) and keeping it more than
         # doubles the load time of a large hour.
-        self._config = {"memory_limit": memory_limit, "threads": threads,
-                        "preserve_insertion_order": False,
-                        # beside the file, as for a file opened directly, not in ./.tmp
-                        "temp_directory": f"{self.path}.tmp"}
+        self._config: engine.Config = {
+            "memory_limit": memory_limit, "threads": threads, "preserve_insertion_order": False,
+            # beside the file, as for a file opened directly, not in ./.tmp
+            "temp_directory": f"{self.path}.tmp", **engine.offline_config()}
         self._instance = ":memory:warehouse-" + hashlib.sha256(
             str(self.path.resolve()).encode()).hexdigest()[:16]
         self._sleep = sleep
@@ -100,12 +139,43 @@ class Warehouse:
         con = duckdb.connect(self._instance, config=self._config)
         try:
             con.execute(f"ATTACH IF NOT EXISTS {sql.literal(str(self.path))} AS warehouse "
-                        f"(ROW_GROUP_SIZE {TABLE_ROW_GROUP_ROWS})")
+                        f"(ROW_GROUP_SIZE {TABLE_ROW_GROUP_ROWS}, "
+                        f"STORAGE_VERSION {sql.literal(STORAGE_VERSION)})")
             con.execute("USE warehouse")
+        except duckdb.Error as error:
+            con.close()
+            unreadable = self._unreadable(error)
+            if unreadable is not None:
+                raise unreadable from error
+            raise
         except BaseException:
             con.close()
             raise
         return con
+
+    def _unreadable(self, error: duckdb.Error) -> WarehouseError | None:
+        """Say plainly that a file of another DuckDB storage version needs a rebuild.
+
+        The number comes from the file's header, not from parsing DuckDB's wording; the error
+        only has to confirm that DuckDB refused that very version (its readable range, when the
+        message gives one, tells a newer file from an older one).
+        """
+        found = storage_version(self.path)
+        text = str(error)
+        if found is None or f"version number {found}" not in text:
+            return None
+        readable = re.search(r"between (\d+) and (\d+)", text)
+        older = readable is not None and found < int(readable.group(1))
+        can_read = (f", which reads storage versions {readable.group(1)} to {readable.group(2)}"
+                    if readable else "")
+        return WarehouseError(
+            f"{self.path} was written by {'an older' if older else 'a newer'} DuckDB (storage "
+            f"version {found}); this project runs DuckDB {duckdb.__version__}{can_read}, and "
+            "DuckDB cannot convert a file in place. Rebuild it from the lake with "
+            f"`{REBUILD_COMMAND.format(path=self.path)}`: it moves the old file aside to "
+            f"{self.path.name}.old-<time> (never deletes it) and loads every hour of the lake "
+            "into a new file"
+        )
 
     def _open_with_retry(self) -> duckdb.DuckDBPyConnection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,22 +203,18 @@ class Warehouse:
                 self._sleep(max(wait, 0.05))
 
     def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
-        con.execute("CREATE SCHEMA IF NOT EXISTS amplitude")
-        con.execute(f"CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} (\n    {duckdb_table_columns()}\n)")
-        con.execute(f"CREATE TABLE IF NOT EXISTS {LOADS_TABLE} ("
-                    + ", ".join(f"{name} {sql_type}" for name, sql_type in _LOADS_COLUMNS) + ")")
-        found = [row[0] for row in con.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = 'amplitude' AND table_name = 'events' ORDER BY ordinal_position"
-        ).fetchall()]
-        expected = [c.name for c in EVENT_COLUMNS]
-        if found != expected:
-            missing = sorted(set(expected) - set(found))
-            unknown = sorted(set(found) - set(expected))
-            raise WarehouseError(
-                f"{EVENTS_TABLE} in {self.path} has a different layout than this version writes "
-                f"(missing {missing}, unexpected {unknown}); migrate or rebuild it from the lake"
-            )
+        """Migrate to the newest schema version, then check the table as loads will write it.
+
+        The final check catches a table edited by hand after its version was recorded.
+        """
+        try:
+            applied = migrations.upgrade(con)
+            migrations.check_columns(con, "events", [c.name for c in EVENT_COLUMNS],
+                                     "this version")
+        except migrations.MigrationError as error:
+            raise WarehouseError(f"warehouse {self.path}: {error}") from error
+        if applied:
+            log.info("warehouse %s: applied schema migration(s) %s", self.path, applied)
 
     def replace_hour(self, con: duckdb.DuckDBPyConnection, parquet: Path,
                      record: LoadRecord) -> LoadRecord:
@@ -158,9 +224,9 @@ class Warehouse:
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(f"DELETE FROM {EVENTS_TABLE} WHERE _upload_hour = ?", [hour])
-            in_file = con.execute("SELECT count(*) FROM read_parquet(?, hive_partitioning = false)",
-                                  [str(parquet)]).fetchone()[0]
-            inserted = con.execute(INSERT_HOUR, [str(parquet), hour]).fetchone()[0]
+            in_file = _one(con.execute(
+                "SELECT count(*) FROM read_parquet(?, hive_partitioning = false)", [str(parquet)]))
+            inserted = _one(con.execute(INSERT_HOUR, [str(parquet), hour]))
             if inserted != in_file:
                 raise WarehouseError(
                     f"upload hour {hour:%Y-%m-%dT%H}: {parquet} holds {in_file} rows, "
@@ -168,11 +234,16 @@ class Warehouse:
                 )
             record = replace(record, rows=inserted, load_seconds=time.monotonic() - started,
                              loaded_at=datetime.now(UTC))
-            con.execute(f"INSERT OR REPLACE INTO {LOADS_TABLE} VALUES ({_LOADS_PARAMETERS})",
-                        [getattr(record, name) for name, _ in _LOADS_COLUMNS])
+            con.execute(INSERT_LOAD, [getattr(record, name) for name in _LOADS_COLUMNS])
             con.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(duckdb.Error):  # keep the original error, not the rollback's
                 con.execute("ROLLBACK")
             raise
         return record
+
+
+def _one(result: duckdb.DuckDBPyConnection) -> int:
+    row = result.fetchone()
+    assert row is not None  # a count and an INSERT's row count always return one row
+    return int(row[0])

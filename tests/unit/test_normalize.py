@@ -8,7 +8,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.normalize import NormalizeError, normalize_hour
+from pipeline.normalize import EngineLimits, NormalizeError, normalize_hour
 from pipeline.schema import EVENT_COLUMNS, EXPORT_COLUMNS, arrow_schema
 from pipeline.simulator import hour_lines
 from tests.conftest import write_member
@@ -172,3 +172,26 @@ def test_leftovers_of_a_killed_run_are_swept_but_a_running_one_is_not(tmp_path):
         os.utime(path, (day_ago, day_ago))
     normalize_hour([write_member(tmp_path / "m.json.gz", [base_event()])], HOUR, out)
     assert sorted(p.name for p in out.parent.iterdir()) == [running.name, out.name]
+
+
+def test_each_plan_is_taken_only_when_the_one_before_cannot_and_all_give_the_same_rows(tmp_path):
+    from pipeline.normalize import PLANS, connect_engine, copy_statement
+
+    exact = [base_event(uuid=f"u{i}") for i in range(30)]
+    member = write_member(tmp_path / "636686_2026-03-01_7#0.json.gz", exact)
+    result = normalize_hour([member], HOUR, tmp_path / "a" / "events.parquet")
+    assert result.plan == "exact"
+    with connect_engine(EngineLimits(threads=1), tmp_path / "spill") as con:
+        tables = {}
+        for name, plan in PLANS.items():
+            out = tmp_path / f"{name}.parquet"
+            con.execute(copy_statement(plan([member], HOUR, {}), out))
+            tables[name] = read(out)
+    assert tables["exact"] == tables["strict"] == tables["tolerant"] == read(result.path)
+
+    drifted = write_member(tmp_path / "d.json.gz", [*exact, base_event(zz_new_field=1)])
+    assert normalize_hour([drifted], HOUR, tmp_path / "b" / "events.parquet").plan == "strict"
+    lacking = base_event()
+    del lacking["city"]
+    partial = write_member(tmp_path / "p.json.gz", [*exact, lacking])
+    assert normalize_hour([partial], HOUR, tmp_path / "c" / "events.parquet").plan == "tolerant"
