@@ -67,11 +67,10 @@ RUN_ID = re.compile(r" - dagster - \w+ - \S+ - ([0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[
 STEP_END = re.compile(r" - (\S+) - (STEP_SUCCESS|STEP_FAILURE) - ")
 
 
-def dagster_home(root: Path) -> Path:
+def dagster_home(home: Path) -> Path:
     """Dagster reads dagster.yaml from $DAGSTER_HOME, not the working folder; put it there."""
-    home = root / ".dagster_home"
-    home.mkdir(exist_ok=True)
-    shutil.copyfile(root / "dagster.yaml", home / "dagster.yaml")
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
     return home
 
 
@@ -217,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hours", type=int, default=24, help="hours of that day to materialize")
     parser.add_argument("--events-per-hour", type=int, default=1500, help="simulator volume")
     parser.add_argument("--data", type=Path, default=ROOT / "data", help="lake and warehouse")
+    parser.add_argument("--dagster-home", type=Path, default=ROOT / ".dagster_home",
+                        help="the Dagster instance (runs, event logs) the demo uses")
     parser.add_argument("--verbose", action="store_true",
                         help="stream the full Dagster log to the terminal too")
     args = parser.parse_args(argv)
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     span = f"{first:%Y-%m-%d-%H:%M}...{last:%Y-%m-%d-%H:%M}"
     args.data.mkdir(parents=True, exist_ok=True)
     log = args.data / "demo.log"
-    home = dagster_home(ROOT)
+    home = dagster_home(args.dagster_home)
     config = SimulatorConfig(profile=HourProfile(base=args.events_per_hour), events_per_member=5000)
     watcher = RunWatcher(home)
     started = time.monotonic()

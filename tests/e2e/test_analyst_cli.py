@@ -49,7 +49,7 @@ def demo_data(tmp_path_factory) -> Path:
     data = tmp_path_factory.mktemp("demo") / "data"
     done = subprocess.run(
         [sys.executable, "scripts/demo.py", "--hours", str(HOURS), "--events-per-hour",
-         str(PER_HOUR), "--data", str(data)],
+         str(PER_HOUR), "--data", str(data), "--dagster-home", str(data / "dagster_home")],
         cwd=ROOT, env={**os.environ, "DAGSTER_HOME": ""}, capture_output=True, text=True,
         timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]

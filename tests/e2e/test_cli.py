@@ -90,7 +90,7 @@ def test_concurrent_backfills_of_overlapping_ranges_both_succeed(cli_env):
 def demo(data, *extra):
     return subprocess.run(
         [sys.executable, "scripts/demo.py", "--hours", "4", "--events-per-hour", "40",
-         "--data", str(data), *extra],
+         "--data", str(data), "--dagster-home", str(data / "dagster_home"), *extra],
         cwd=ROOT, env={**os.environ, "DAGSTER_HOME": ""}, capture_output=True, text=True,
         timeout=300, check=False)
 
