@@ -33,7 +33,7 @@ import duckdb
 from pipeline import engine, leftovers, sql
 from pipeline.schema import EVENT_COLUMNS, EXPORT_COLUMNS
 
-ROW_GROUP_ROWS = 16_384  # the writer buffers a row group per thread: ~2 KB a row, so ~32 MB
+ROW_GROUP_ROWS = 8_192  # the writer buffers a row group per thread: ~2 KB a row, so ~16 MB
 _NULL_KNOWN_KEYS = json.dumps({c.key: None for c in EXPORT_COLUMNS})
 _KNOWN_KEY_LIST = sql.literal_list(c.key for c in EXPORT_COLUMNS)
 _STRUCT = json.dumps({c.key: c.duckdb_type for c in EXPORT_COLUMNS})

@@ -10,8 +10,10 @@ begin with ``$`` lose it, since ``$`` is awkward in SQL. Columns the pipeline ad
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 TIMESTAMP = "TIMESTAMPTZ"
 JSON = "JSON"
@@ -104,20 +106,24 @@ PIPELINE_COLUMNS = (
 EVENT_COLUMNS = EXPORT_COLUMNS + PIPELINE_COLUMNS
 KNOWN_KEYS = frozenset(column.key for column in EXPORT_COLUMNS)
 
-_ARROW_TYPES = {
-    "VARCHAR": pa.string(),
-    "BIGINT": pa.int64(),
-    "DOUBLE": pa.float64(),
-    "BOOLEAN": pa.bool_(),
-    "VARCHAR[]": pa.list_(pa.string()),
-    TIMESTAMP: pa.timestamp("us", tz="UTC"),
-    JSON: pa.json_(pa.string()),
-}
-
-
 def arrow_schema() -> pa.Schema:
-    """The Arrow schema of a lake file, as pyarrow reads it back."""
-    return pa.schema([pa.field(c.name, _ARROW_TYPES[c.duckdb_type]) for c in EVENT_COLUMNS])
+    """The Arrow schema of a lake file, as pyarrow reads it back.
+
+    pyarrow is imported here, not at the top: only readers of the lake need it, and importing it
+    costs every Dagster step process about 40 MB.
+    """
+    import pyarrow as pa
+
+    types = {
+        "VARCHAR": pa.string(),
+        "BIGINT": pa.int64(),
+        "DOUBLE": pa.float64(),
+        "BOOLEAN": pa.bool_(),
+        "VARCHAR[]": pa.list_(pa.string()),
+        TIMESTAMP: pa.timestamp("us", tz="UTC"),
+        JSON: pa.json_(pa.string()),
+    }
+    return pa.schema([pa.field(c.name, types[c.duckdb_type]) for c in EVENT_COLUMNS])
 
 
 # Wide bags that differ on nearly every row: DuckDB's default string compression spends most of a

@@ -109,7 +109,7 @@ def storage_version(path: Path) -> int | None:
 
 class Warehouse:
     def __init__(self, path: Path, *, lock_timeout_seconds: float = 300.0,
-                 memory_limit: str = "384MB", threads: int = 2,
+                 memory_limit: str = "256MB", threads: int = 2,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.path = Path(path)
         self.lock_timeout_seconds = lock_timeout_seconds

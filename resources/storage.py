@@ -25,7 +25,9 @@ class LakeResource(dg.ConfigurableResource):
 class WarehouseResource(dg.ConfigurableResource):
     path: str = "data/warehouse.duckdb"
     lock_timeout_seconds: float = 300.0
-    memory_limit: str = "384MB"
+    # With Dagster's own ~170 MB this keeps the loading process under 512 MB at any hour size;
+    # 384 MB loads a 1M-event hour about 15 % faster (README, Performance).
+    memory_limit: str = "256MB"
 
     def warehouse(self) -> Warehouse:
         return Warehouse(Path(self.path), lock_timeout_seconds=self.lock_timeout_seconds,
