@@ -17,6 +17,8 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(BIN)/ruff check .
+	$(BIN)/mypy --strict pipeline
+	$(BIN)/mypy resources assets
 	$(BIN)/pytest -n 2 --durations=10
 
 lint: $(INSTALLED)

@@ -9,6 +9,7 @@ one body serves a single hour and a backfilled range; figures are reported per h
 
 import warnings
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 
@@ -35,7 +36,7 @@ COLUMN_SCHEMA = dg.TableSchema(
 
 
 def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    common = {
+    common: dict[str, Any] = {
         "partitions_def": partitions,
         "backfill_policy": dg.BackfillPolicy.single_run(),
         "group_name": "amplitude",
@@ -129,7 +130,7 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
                         "materialize amplitude/events_parquet for it first")
                 # the landing's version and fetch time too (LoadRecord.from_landing)
                 record = target.replace_hour(con, parquet, LoadRecord.from_landing(landed))
-                outside, repeats = con.execute(
+                outside, repeats = con.execute(  # type: ignore[misc]  # aggregates: one row
                     f"SELECT count(*) FILTER (WHERE server_upload_time < _upload_hour OR "
                     f"server_upload_time >= _upload_hour + INTERVAL 1 HOUR), "
                     f"count(*) - count(DISTINCT uuid) FROM {EVENTS_TABLE} "

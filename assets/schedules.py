@@ -13,7 +13,9 @@ amplitude_hourly = dg.define_asset_job(
 )
 
 
-def hourly_schedule(job: dg.UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+def hourly_schedule(
+    job: dg.UnresolvedAssetJobDefinition,
+) -> dg.ScheduleDefinition | dg.UnresolvedPartitionedAssetScheduleDefinition:
     """Each tick asks for the newest partition, which the lag makes the newest ready hour."""
     return dg.build_schedule_from_partitioned_job(
         job, minute_of_hour=10, name="amplitude_hourly_schedule",

@@ -158,6 +158,7 @@ class Lake:
         staged.mkdir()
         try:
             for member in members:
+                assert reader is not None  # members come from a reader
                 reader.copy_member(member, staged / member.file_name)
             hour = LandedHour(
                 upload_hour=upload_hour,

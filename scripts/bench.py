@@ -137,7 +137,8 @@ def _read_json(members: list[Path], work: Path) -> dict:
 def _same_work(members: list[Path], work: Path) -> dict:
     """Our stages with DuckDB's fastest statements and our settings, minus what fidelity costs
     (unknown keys, lineage, error plans) and minus the download: JSON → Parquet → table."""
-    from pipeline.normalize import EngineLimits, connect_engine, copy_statement
+    from pipeline import sql
+    from pipeline.normalize import EngineLimits, connect_engine
     from pipeline.schema import EXPORT_COLUMNS
     from pipeline.warehouse import EVENTS_TABLE, Warehouse
 
@@ -145,7 +146,10 @@ def _same_work(members: list[Path], work: Path) -> dict:
     named = ", ".join(f'"{c.key}" AS "{c.name}"' for c in EXPORT_COLUMNS)
     began = time.perf_counter()
     with connect_engine(EngineLimits(), work / "spill") as con:
-        con.execute(copy_statement(f"SELECT {named} FROM {_read_json_scan(members)}", parquet))
+        # The Parquet settings of ours when this reference was fixed, frozen here.
+        con.execute(f"COPY (SELECT {named} FROM {_read_json_scan(members)}) TO "
+                    f"{sql.literal(str(parquet))} "
+                    "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 16384)")
     # 384 MB was the warehouse's limit when this reference was fixed; it stays, so the reference
     # does not move when ours does.
     with Warehouse(work / "same_work.duckdb", memory_limit="384MB").connect() as con:

@@ -195,3 +195,14 @@ def test_each_plan_is_taken_only_when_the_one_before_cannot_and_all_give_the_sam
     del lacking["city"]
     partial = write_member(tmp_path / "p.json.gz", [*exact, lacking])
     assert normalize_hour([partial], HOUR, tmp_path / "c" / "events.parquet").plan == "tolerant"
+
+
+def test_running_out_of_memory_is_not_blamed_on_the_data(tmp_path):
+    lines = [base_event(uuid=f"u{i}", event_properties={"pad": "x" * 4000}) for i in range(3000)]
+    member = write_member(tmp_path / "636686_2026-03-01_7#0.json.gz", lines)
+    with pytest.raises(RuntimeError, match="2026-03-01T07: normalizing failed, not because of "
+                                           "its data: Out of Memory") as raised:
+        normalize_hour([member], HOUR, tmp_path / "out" / "events.parquet",
+                       EngineLimits(threads=2, memory_limit="8MB"))
+    assert not isinstance(raised.value, NormalizeError)
+    assert not (tmp_path / "out" / "events.parquet").exists()
