@@ -23,7 +23,7 @@ test: $(INSTALLED)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check pipeline/simulator tests/simulator
+	$(BIN)/ruff format --check simulator tests/simulator
 
 clean:
 	rm -rf data .dagster_home

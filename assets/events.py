@@ -15,9 +15,9 @@ import dagster as dg
 
 from assets.partitions import partition_key, run_hours
 from pipeline.amplitude.export import fetch_windows
+from pipeline.amplitude.normalize import normalize_hour
+from pipeline.amplitude.schema import EVENT_COLUMNS
 from pipeline.hours import plan_windows
-from pipeline.normalize import normalize_hour
-from pipeline.schema import EVENT_COLUMNS
 from pipeline.warehouse import EVENTS_TABLE, LoadRecord
 from resources import AmplitudeExportResource, LakeResource, WarehouseResource
 

@@ -10,7 +10,7 @@ old one, so a fresh warehouse and an upgraded one cannot drift apart. Version 1 
 first release wrote without a version table; its migration creates that layout where it is
 missing and adopts it where it is found. A migration's statements are frozen once released (a
 changed column goes into a new migration), which is why version 1 spells its columns out here
-instead of reading them from ``pipeline/schema.py``.
+instead of reading them from ``pipeline/amplitude/schema.py``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _run(*statements: str) -> Callable[[duckdb.DuckDBPyConnection], None]:
     return apply
 
 
-# amplitude.events as the first release created it (pipeline/schema.py at that release).
+# amplitude.events as the first release created it (pipeline/amplitude/schema.py at that release).
 def _column_list(spec: str) -> list[tuple[str, str]]:
     """``"name TYPE, name TYPE ..."`` as (name, type) pairs."""
     return [(item.split()[0], item.strip().split(" ", 1)[1]) for item in spec.split(",")]

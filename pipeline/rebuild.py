@@ -26,7 +26,8 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.lake import MANIFEST, Lake, LakeError
+from pipeline.amplitude.landing import AmplitudeLake as Lake
+from pipeline.lake import MANIFEST, LakeError
 from pipeline.warehouse import LoadRecord, Warehouse, WarehouseError
 
 REBUILT_WINDOW = "rebuilt"  # request_window of a ledger row whose landing manifest is gone

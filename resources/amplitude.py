@@ -4,7 +4,8 @@
 import dagster as dg
 from pydantic import Field
 
-from pipeline.amplitude.client import ExportClient, RetryPolicy, Timeouts
+from pipeline.amplitude.export import ExportClient
+from pipeline.http import RetryPolicy, Timeouts
 
 
 class AmplitudeExportResource(dg.ConfigurableResource):

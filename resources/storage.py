@@ -5,8 +5,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipeline.lake import Lake
-from pipeline.normalize import EngineLimits
+from pipeline.amplitude.landing import AmplitudeLake
+from pipeline.amplitude.normalize import EngineLimits
 from pipeline.warehouse import Warehouse
 
 
@@ -15,8 +15,8 @@ class LakeResource(dg.ConfigurableResource):
     normalize_threads: int = 2
     normalize_memory_limit: str = "384MB"
 
-    def lake(self) -> Lake:
-        return Lake(Path(self.root))
+    def lake(self) -> AmplitudeLake:
+        return AmplitudeLake(Path(self.root))
 
     def limits(self) -> EngineLimits:
         return EngineLimits(self.normalize_threads, self.normalize_memory_limit)

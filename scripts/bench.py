@@ -43,10 +43,10 @@ STAGES = ("download", "land", "normalize", "load")
 
 
 def _ours(url: str, key: str, secret: str, work: Path) -> dict:
-    from pipeline.amplitude.client import ExportClient
+    from pipeline.amplitude.export import ExportClient
+    from pipeline.amplitude.landing import AmplitudeLake as Lake
+    from pipeline.amplitude.normalize import normalize_hour
     from pipeline.hours import ExportWindow
-    from pipeline.lake import Lake
-    from pipeline.normalize import normalize_hour
     from pipeline.warehouse import LoadRecord, Warehouse
 
     lake, warehouse = Lake(work / "lake"), Warehouse(work / "warehouse.duckdb")
@@ -115,7 +115,7 @@ def _naive(members: list[Path], work: Path) -> dict:
 
 def _read_json_scan(members: list[Path]) -> str:
     from pipeline import sql
-    from pipeline.schema import EXPORT_COLUMNS
+    from pipeline.amplitude.schema import EXPORT_COLUMNS
 
     columns = "{" + ", ".join(f"{sql.literal(c.key)}: {sql.literal(c.duckdb_type)}"
                               for c in EXPORT_COLUMNS) + "}"
@@ -138,8 +138,8 @@ def _same_work(members: list[Path], work: Path) -> dict:
     """Our stages with DuckDB's fastest statements and our settings, minus what fidelity costs
     (unknown keys, lineage, error plans) and minus the download: JSON → Parquet → table."""
     from pipeline import sql
-    from pipeline.normalize import EngineLimits, connect_engine
-    from pipeline.schema import EXPORT_COLUMNS
+    from pipeline.amplitude.normalize import EngineLimits, connect_engine
+    from pipeline.amplitude.schema import EXPORT_COLUMNS
     from pipeline.warehouse import EVENTS_TABLE, Warehouse
 
     parquet = work / "same_work.parquet"
@@ -166,9 +166,9 @@ def _profile(url: str, key: str, secret: str, work: Path) -> dict:
     """
     from pyinstrument import Profiler
 
-    from pipeline.lake import Lake
-    from pipeline.normalize import PLANS, EngineLimits, connect_engine, copy_statement
-    from pipeline.warehouse import INSERT_HOUR, Warehouse
+    from pipeline.amplitude.landing import AmplitudeLake as Lake
+    from pipeline.amplitude.normalize import PLANS, EngineLimits, connect_engine, copy_statement
+    from pipeline.warehouse import EVENTS_TABLE, Warehouse, insert_partition
 
     with Profiler(interval=0.005) as profiler:
         result = _ours(url, key, secret, work)
@@ -181,7 +181,8 @@ def _profile(url: str, key: str, secret: str, work: Path) -> dict:
     with connect_engine(EngineLimits(), work / "spill") as con:
         normalize = _operator_seconds(con, work, copy_statement(plan, work / "p.parquet"))
     with Warehouse(work / "profile.duckdb").connect() as con:
-        load = _operator_seconds(con, work, INSERT_HOUR, [str(lake.events_file(HOUR)), HOUR])
+        load = _operator_seconds(con, work, insert_partition(EVENTS_TABLE, "_upload_hour"),
+                                 [str(lake.events_file(HOUR)), HOUR])
     for label, operators in (("normalize", normalize), ("load", load)):
         print(f"DuckDB operators, {label} (CPU s over all threads):", file=sys.stderr)
         for name, seconds in sorted(operators.items(), key=lambda kv: -kv[1]):
@@ -245,7 +246,7 @@ def measure(args: list[str]) -> dict:
 
 
 def prepare(events: int, cache: Path, unknown_every: int = 97) -> tuple:
-    from pipeline.simulator import HourProfile, Simulator, SimulatorConfig
+    from simulator import HourProfile, Simulator, SimulatorConfig
 
     config = SimulatorConfig(hour_counts={HOUR: events}, events_per_member=50_000, gzip_level=6,
                              profile=HourProfile(extra_field_every=unknown_every))
@@ -306,7 +307,7 @@ def report(events: int, zip_bytes: int, json_bytes: int, runs: dict[str, list[di
           f"{max(r['leftover_files'] for r in runs['ours'])}")
     plans = sorted({r["plan"] for r in runs["ours"]})
     print(f"normalize plan taken: {', '.join(plans)} (exact: every line held exactly the known "
-          "keys; strict: some line had other keys, see pipeline/normalize.py)")
+          "keys; strict: some line had other keys, see pipeline/amplitude/normalize.py)")
     rows = {kind: {r["rows"] for r in results} for kind, results in runs.items() if results}
     print(f"rows loaded: {rows}")
 

@@ -29,7 +29,7 @@ import duckdb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.simulator import HourProfile, Simulator, SimulatorConfig  # noqa: E402
+from simulator import HourProfile, Simulator, SimulatorConfig  # noqa: E402
 
 if TYPE_CHECKING:
     import dagster as dg

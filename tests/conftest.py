@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.amplitude.client import ExportClient, RetryPolicy, Timeouts
-from pipeline.simulator import HourProfile, Simulator, SimulatorConfig
+from pipeline.amplitude.export import ExportClient
+from pipeline.http import RetryPolicy, Timeouts
+from simulator import HourProfile, Simulator, SimulatorConfig
 
 DAY = datetime(2026, 3, 1, tzinfo=UTC)
 SMALL = SimulatorConfig(profile=HourProfile(base=40), events_per_member=25)

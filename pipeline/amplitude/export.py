@@ -1,19 +1,99 @@
-"""Fetch planned windows, halving any that Amplitude finds too large, down to one hour."""
+"""The Export API: one window of upload hours into one zip on disk, halving windows too large.
+
+Export answers are large and occasionally broken in transit, so every body is checked (length,
+then every member's CRC) before it is trusted, and a damaged one is fetched again.
+"""
 
 from __future__ import annotations
 
 import logging
+import zipfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.amplitude.client import Download, ExportClient, ExportError, WindowTooLarge
+import httpx
+
+from pipeline.amplitude.client import AmplitudeClient
 from pipeline.hours import ExportWindow
+from pipeline.http import HttpError, RetriesExhausted, TransientError, body_excerpt
 
 log = logging.getLogger(__name__)
+
+EXPORT_PATH = "/api/2/export"
+
+
+class ExportError(HttpError):
+    """The export could not be fetched; the message says which window and why."""
+
+
+class WindowTooLarge(ExportError):
+    """Amplitude refused the window as too big (400, over 4 GB) or timed out building it (504)."""
 
 
 class HourTooLarge(ExportError):
     """A single upload hour is beyond what the Export API will serve."""
+
+
+@dataclass(frozen=True)
+class Download:
+    window: ExportWindow
+    path: Path | None  # None: Amplitude holds no events for the window (404)
+    bytes: int
+    attempts: int
+    seconds: float
+
+
+class ExportClient(AmplitudeClient):
+    def download(self, window: ExportWindow, dest: Path, *, splittable: bool) -> Download:
+        """Fetch one window into ``dest``.
+
+        A 504 on a window that can still be halved is returned to the caller at once as
+        ``WindowTooLarge`` rather than retried: retrying the same oversized request wastes minutes.
+        """
+        what = f"export window {window}"
+
+        def on_status(response: httpx.Response) -> bool:
+            status = response.status_code
+            if status == 404:
+                return True  # the window holds no events
+            if status == 400:
+                body = body_excerpt(response).lower()
+                if "too large" in body or "4gb" in body:
+                    raise WindowTooLarge(f"{self.where(what)} is over Amplitude's 4 GB export "
+                                         "cap (400)")
+            if status == 504 and splittable:
+                raise WindowTooLarge(f"{self.where(what)} timed out at Amplitude (504)")
+            return False
+
+        def attempt(deadline: float) -> int:
+            with self.stream(EXPORT_PATH, window.query, what=what, endpoint="export",
+                             on_status=on_status) as response:
+                if response.status_code == 404:
+                    return 0
+                size = self.save(response, dest, deadline)
+            damage = _zip_damage(dest)
+            if damage:
+                dest.unlink(missing_ok=True)
+                raise TransientError(f"the {size}-byte body is {damage}")
+            return size
+
+        try:
+            size, attempts, seconds = self.with_retries(what, attempt)
+        except RetriesExhausted as error:
+            kind = WindowTooLarge if error.last.status == 504 else ExportError
+            raise kind(str(error)) from error
+        return Download(window, dest if size else None, size, attempts, seconds)
+
+
+def _zip_damage(path: Path) -> str | None:
+    """Why the archive cannot be trusted, or None. Reads every member to check its CRC."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        return f"not a readable zip archive ({error})"
+    return f"a zip whose member {bad!r} fails its CRC" if bad else None
 
 
 def fetch_windows(

@@ -15,10 +15,10 @@ import pytest
 
 from assets.definitions import build_defs
 from assets.partitions import partition_key
-from pipeline.lake import Lake
-from pipeline.schema import EXPORT_COLUMNS, KNOWN_KEYS
+from pipeline.amplitude.landing import AmplitudeLake
+from pipeline.amplitude.schema import EXPORT_COLUMNS, KNOWN_KEYS
 from pipeline.settings import Settings
-from pipeline.simulator import Simulator, SimulatorConfig
+from simulator import Simulator, SimulatorConfig
 from tests.conftest import DAY, SMALL
 
 TIMESTAMPS = {c.key for c in EXPORT_COLUMNS if c.duckdb_type == "TIMESTAMPTZ"}
@@ -62,8 +62,8 @@ class Project:
     instance: dg.DagsterInstance | None = None
 
     @property
-    def lake(self) -> Lake:
-        return Lake(self.root / "lake")
+    def lake(self) -> AmplitudeLake:
+        return AmplitudeLake(self.root / "lake")
 
     def warehouse(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(str(self.root / "warehouse.duckdb"), read_only=True)

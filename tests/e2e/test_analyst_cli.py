@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline.simulator import HourProfile, SimulatorConfig
+from simulator import HourProfile, SimulatorConfig
 from tests.conftest import DAY
 
 ROOT = Path(__file__).resolve().parents[2]

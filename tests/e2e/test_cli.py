@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline.simulator import Simulator
+from simulator import Simulator
 from tests.conftest import DAY, SMALL
 
 ROOT = Path(__file__).resolve().parents[2]

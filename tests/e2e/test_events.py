@@ -9,7 +9,7 @@ import pytest
 from assets.events import EVENTS, EVENTS_PARQUET, RAW_EXPORT
 from assets.partitions import partition_key, upload_hour_partitions
 from pipeline.hours import last_ready_hour
-from pipeline.simulator import Fault
+from simulator import Fault
 from tests.conftest import DAY, EMPTY_HOURS, SMALL
 from tests.e2e.conftest import (
     hour_metadata,

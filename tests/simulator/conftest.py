@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from pipeline.simulator import Simulator, SimulatorConfig
+from simulator import Simulator, SimulatorConfig
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipeline.simulator.config import SimulatorConfig
-from pipeline.simulator.generator import (
+from simulator.config import SimulatorConfig
+from simulator.generator import (
     BLOCK_EVENTS,
     HourProfile,
     MemberJob,

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.simulator import Fault, HourProfile, Simulator, SimulatorConfig
-from pipeline.simulator.protocol import MSG_NO_DATA, MSG_TIMEOUT, MSG_TOO_LARGE
+from simulator import Fault, HourProfile, Simulator, SimulatorConfig
+from simulator.protocol import MSG_NO_DATA, MSG_TIMEOUT, MSG_TOO_LARGE
 
 DAY = datetime(2025, 7, 1, tzinfo=UTC)
 EXPORT = "/api/2/export"
@@ -370,7 +370,7 @@ def test_request_log(sim: Simulator, client: httpx.Client):
 def test_command_line_serves_until_interrupted():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.simulator", "--port", "0"],
+        [sys.executable, "-m", "simulator", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

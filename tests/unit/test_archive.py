@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline.amplitude.client import Download
-from pipeline.archive import ArchiveError, ArchiveReader, parse_member_name
+from pipeline.amplitude.archive import ArchiveError, ArchiveReader, parse_member_name
+from pipeline.amplitude.export import Download
+from pipeline.amplitude.landing import AmplitudeLake as Lake
 from pipeline.hours import ExportWindow
-from pipeline.lake import Lake, LakeError
+from pipeline.lake import LakeError
 
 
 def make_zip(path, names, folder=True):

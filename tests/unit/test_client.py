@@ -6,10 +6,10 @@ from datetime import timedelta
 
 import pytest
 
-from pipeline.amplitude.client import AuthError, ExportClient, ExportError, Timeouts
-from pipeline.amplitude.export import HourTooLarge, fetch_windows
+from pipeline.amplitude.export import ExportClient, ExportError, HourTooLarge, fetch_windows
 from pipeline.hours import ExportWindow
-from pipeline.simulator import Fault, Simulator, SimulatorConfig
+from pipeline.http import AuthError, Timeouts
+from simulator import Fault, Simulator, SimulatorConfig
 from tests.conftest import DAY, EMPTY_HOURS, SMALL, make_client
 
 H = timedelta(hours=1)

@@ -7,14 +7,14 @@ import duckdb
 import pytest
 
 from pipeline import migrations
-from pipeline.lake import LandedHour, LandedMember
+from pipeline.amplitude.landing import LandedHour, LandedMember
+from pipeline.amplitude.schema import EVENT_COLUMNS
 from pipeline.migrations import LATEST_VERSION, Migration
-from pipeline.schema import EVENT_COLUMNS
 from pipeline.warehouse import LoadRecord, Warehouse, WarehouseError
 from tests.unit.test_warehouse import H0, H1, hour_file, snapshot
 
 # Exactly what the previous release ran on every open, without a version table (commit a0cc4a5,
-# pipeline/warehouse.py _ensure_schema with pipeline/schema.py duckdb_table_columns()).
+# pipeline/warehouse.py _ensure_schema with pipeline/amplitude/schema.py duckdb_table_columns()).
 PREVIOUS_RELEASE_DDL = [
     "CREATE SCHEMA IF NOT EXISTS amplitude",
     """CREATE TABLE IF NOT EXISTS amplitude.events (

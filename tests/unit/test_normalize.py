@@ -8,9 +8,9 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.normalize import EngineLimits, NormalizeError, normalize_hour
-from pipeline.schema import EVENT_COLUMNS, EXPORT_COLUMNS, arrow_schema
-from pipeline.simulator import hour_lines
+from pipeline.amplitude.normalize import EngineLimits, NormalizeError, normalize_hour
+from pipeline.amplitude.schema import EVENT_COLUMNS, EXPORT_COLUMNS, arrow_schema
+from simulator import hour_lines
 from tests.conftest import write_member
 
 HOUR = datetime(2026, 3, 1, 7, tzinfo=UTC)
@@ -175,7 +175,7 @@ def test_leftovers_of_a_killed_run_are_swept_but_a_running_one_is_not(tmp_path):
 
 
 def test_each_plan_is_taken_only_when_the_one_before_cannot_and_all_give_the_same_rows(tmp_path):
-    from pipeline.normalize import PLANS, connect_engine, copy_statement
+    from pipeline.amplitude.normalize import PLANS, connect_engine, copy_statement
 
     exact = [base_event(uuid=f"u{i}") for i in range(30)]
     member = write_member(tmp_path / "636686_2026-03-01_7#0.json.gz", exact)

@@ -13,11 +13,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline.lake import MANIFEST, Lake, LandedHour, LandedMember
-from pipeline.normalize import normalize_hour
+from pipeline.amplitude.landing import AmplitudeLake as Lake
+from pipeline.amplitude.landing import LandedHour, LandedMember
+from pipeline.amplitude.normalize import normalize_hour
+from pipeline.lake import MANIFEST
 from pipeline.rebuild import main
-from pipeline.simulator import hour_lines
 from pipeline.warehouse import Warehouse, WarehouseError, storage_version
+from simulator import hour_lines
 from tests.conftest import write_member
 from tests.unit.test_warehouse import H0, H1, hold_lock
 

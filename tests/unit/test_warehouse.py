@@ -8,9 +8,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline.normalize import normalize_hour
-from pipeline.simulator import hour_lines
+from pipeline.amplitude.normalize import normalize_hour
 from pipeline.warehouse import LoadRecord, Warehouse, WarehouseError, WarehouseLocked
+from simulator import hour_lines
 from tests.conftest import write_member
 
 H0 = datetime(2026, 3, 1, 7, tzinfo=UTC)

@@ -31,7 +31,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline import engine, leftovers, sql
-from pipeline.schema import EVENT_COLUMNS, EXPORT_COLUMNS
+from pipeline.amplitude.schema import EVENT_COLUMNS, EXPORT_COLUMNS
 
 # Level 1 writes 0.56x the zipped export 4 % faster than DuckDB's default 3 (0.54x); 6 and up
 # cost 15-60 % more time for files 4-7 % smaller (200,000 events, scripts/bench.py members).

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pipeline.simulator.server import Simulator
+    from simulator.server import Simulator
 
 EXPORT_PATH = "/api/2/export"
 MAX_WINDOW = timedelta(days=365)

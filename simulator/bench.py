@@ -1,4 +1,4 @@
-"""Generation speed, for ``python -m pipeline.simulator --bench N [--lines-only]``."""
+"""Generation speed, for ``python -m simulator --bench N [--lines-only]``."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from datetime import datetime
 from multiprocessing import get_context
 from pathlib import Path
 
-from pipeline.simulator.archive import build_archive
-from pipeline.simulator.config import SimulatorConfig
-from pipeline.simulator.generator import hour_text
+from simulator.archive import build_archive
+from simulator.config import SimulatorConfig
+from simulator.generator import hour_text
 
 
 def bench_archive(config: SimulatorConfig, hour: datetime) -> str:

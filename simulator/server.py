@@ -30,11 +30,11 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import parse_qs, urlsplit
 
-from pipeline.simulator import generator
-from pipeline.simulator.archive import Archive, ArchiveTooLarge, Member, build_archive, plan
-from pipeline.simulator.config import SimulatorConfig
-from pipeline.simulator.faults import Fault
-from pipeline.simulator.protocol import (
+from simulator import generator
+from simulator.archive import Archive, ArchiveTooLarge, Member, build_archive, plan
+from simulator.config import SimulatorConfig
+from simulator.faults import Fault
+from simulator.protocol import (
     EXPORT_PATH,
     MSG_NO_DATA,
     MSG_TIMEOUT,

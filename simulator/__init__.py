@@ -7,12 +7,12 @@ against. Standard library only; imports nothing from the rest of ``pipeline``.
 - ``hour_lines`` / ``HourProfile``: the deterministic events (``generator``).
 """
 
-from pipeline.simulator.archive import Archive, ArchiveTooLarge, Member, build_archive, plan
-from pipeline.simulator.config import SimulatorConfig
-from pipeline.simulator.faults import Fault
-from pipeline.simulator.generator import HourProfile, hour_lines
-from pipeline.simulator.protocol import EXPORT_PATH, RequestRecord
-from pipeline.simulator.server import Simulator
+from simulator.archive import Archive, ArchiveTooLarge, Member, build_archive, plan
+from simulator.config import SimulatorConfig
+from simulator.faults import Fault
+from simulator.generator import HourProfile, hour_lines
+from simulator.protocol import EXPORT_PATH, RequestRecord
+from simulator.server import Simulator
 
 __all__ = [
     "EXPORT_PATH",

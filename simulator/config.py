@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pipeline.simulator.generator import HourProfile, hour_index
+from simulator.generator import HourProfile, hour_index
 
 
 @dataclass(frozen=True)

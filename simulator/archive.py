@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from pipeline.simulator.config import SimulatorConfig
-from pipeline.simulator.generator import MemberJob, gzip_member, utc_hour
+from simulator.config import SimulatorConfig
+from simulator.generator import MemberJob, gzip_member, utc_hour
 
 HOUR = timedelta(hours=1)
 _WORKER = Path(__file__).with_name("_worker.py")

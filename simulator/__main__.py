@@ -1,4 +1,4 @@
-"""``python -m pipeline.simulator``: serve the simulated Export API until Ctrl-C.
+"""``python -m simulator``: serve the simulated Export API until Ctrl-C.
 
 ``--bench N`` instead builds one archive of an hour holding N events and reports the speed
 (``--bench N --lines-only``: only the event generation, without gzip and zip).
@@ -11,10 +11,10 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
-from pipeline.simulator.bench import bench_archive, bench_lines
-from pipeline.simulator.config import SimulatorConfig
-from pipeline.simulator.generator import HourProfile
-from pipeline.simulator.server import Simulator
+from simulator.bench import bench_archive, bench_lines
+from simulator.config import SimulatorConfig
+from simulator.generator import HourProfile
+from simulator.server import Simulator
 
 
 def _config(
@@ -44,7 +44,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.simulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m simulator", description=__doc__)
     defaults = SimulatorConfig()
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument("--project-id", type=int, default=defaults.project_id)

@@ -1,0 +1,141 @@
+"""Amplitude's export in the lake: an archive sorted into per-hour landings, and the hour's Parquet.
+
+Layout (``pipeline/lake.py`` says how each is replaced atomically)::
+
+    landing/amplitude/export/upload_date=2026-03-01/upload_hour=07/_manifest.json
+    landing/amplitude/export/upload_date=2026-03-01/upload_hour=07/v<time>-<id>/*.json.gz
+    amplitude/events/upload_date=2026-03-01/upload_hour=07/events.parquet
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipeline.amplitude.archive import ArchiveError, ArchiveReader, Member
+from pipeline.amplitude.export import Download
+from pipeline.lake import Lake, LakeError, hour_partition
+
+
+@dataclass(frozen=True)
+class LandedMember:
+    name: str  # as named in the archive
+    file: str  # as stored in the landing folder
+    bytes: int
+
+
+@dataclass(frozen=True)
+class LandedHour:
+    """What the landing folder of one hour holds and how it was fetched."""
+
+    upload_hour: datetime
+    version: str  # the folder, inside the hour's landing folder, that holds this fetch
+    request_window: str
+    window_hours: int
+    window_requests: int
+    window_fetch_seconds: float
+    window_member_bytes: int
+    members: list[LandedMember] = field(default_factory=list)
+    fetched_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def member_bytes(self) -> int:
+        return sum(m.bytes for m in self.members)
+
+    @property
+    def share(self) -> float:
+        """This hour's part of its window: by bytes, or evenly if the whole window is empty."""
+        if self.window_member_bytes:
+            return self.member_bytes / self.window_member_bytes
+        return 1 / self.window_hours
+
+    @property
+    def requests(self) -> float:
+        """This hour's share of its window's requests, so per-hour figures add up to the total."""
+        return self.window_requests * self.share
+
+    @property
+    def fetch_seconds(self) -> float:
+        return self.window_fetch_seconds * self.share
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["upload_hour"] = self.upload_hour.isoformat()
+        data["fetched_at"] = self.fetched_at.isoformat()
+        return json.dumps(data, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> LandedHour:
+        data = json.loads(text)
+        data["upload_hour"] = datetime.fromisoformat(data["upload_hour"])
+        data["fetched_at"] = datetime.fromisoformat(data["fetched_at"])
+        data["members"] = [LandedMember(**m) for m in data["members"]]
+        return cls(**data)
+
+
+class AmplitudeLake(Lake):
+    """The lake, with the Amplitude export's own places in it."""
+
+    def landing_dir(self, upload_hour: datetime) -> Path:
+        return self.landing_folder("amplitude", "export", hour_partition(upload_hour))
+
+    def events_file(self, upload_hour: datetime) -> Path:
+        return self.table_file("amplitude", "events", hour_partition(upload_hour))
+
+    def land(self, download: Download) -> list[LandedHour]:
+        """Sort a window's archive into per-hour landings, superseding what was there.
+
+        Every hour of the window is landed, empty hours too, so "fetched and empty" is on record
+        and distinct from "never fetched".
+        """
+        window = download.window
+        if download.path is None:
+            return [self._land_hour(download, hour, None, [], 0) for hour in window.hours]
+        with ArchiveReader(download.path) as reader:
+            by_hour = reader.by_hour()
+            strays = sorted(set(by_hour) - set(window.hours))
+            if strays:
+                raise ArchiveError(
+                    f"export window {window} returned members for hours outside it: "
+                    + ", ".join(f"{h:%Y-%m-%dT%H}" for h in strays)
+                )
+            total = sum(m.compressed_bytes for m in reader.members)
+            return [self._land_hour(download, hour, reader, by_hour.get(hour, []), total)
+                    for hour in window.hours]
+
+    def _land_hour(self, download: Download, upload_hour: datetime,
+                   reader: ArchiveReader | None, members: list[Member],
+                   window_member_bytes: int) -> LandedHour:
+        folder = self.landing_dir(upload_hour)
+        with self.new_version(folder) as (version, staged):
+            for member in members:
+                assert reader is not None  # members come from a reader
+                reader.copy_member(member, staged / member.file_name)
+            hour = LandedHour(
+                upload_hour=upload_hour,
+                version=version,
+                request_window=str(download.window),
+                window_hours=download.window.hour_count,
+                window_requests=download.attempts,
+                window_fetch_seconds=download.seconds,
+                window_member_bytes=window_member_bytes,
+                members=[LandedMember(m.name, m.file_name, m.compressed_bytes) for m in members],
+            )
+        self.commit(folder, hour.version, hour.to_json())
+        return hour
+
+    def landed(self, upload_hour: datetime) -> LandedHour:
+        manifest = self.manifest(self.landing_dir(upload_hour))
+        if manifest is None:
+            raise LakeError(
+                f"upload hour {upload_hour:%Y-%m-%dT%H} has not been landed: materialize "
+                "amplitude/raw_export for it first"
+            )
+        return LandedHour.from_json(manifest)
+
+    def member_paths(self, landed: LandedHour) -> list[Path]:
+        folder = self.landing_dir(landed.upload_hour) / landed.version
+        return [folder / m.file for m in landed.members]
+

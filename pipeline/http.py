@@ -1,0 +1,332 @@
+"""Authenticated HTTP for every endpoint of a source: hosts, timeouts, bounded retries, streaming.
+
+APIs answer large bodies slowly, drop connections and rate-limit, so one layer owns what every
+endpoint needs: Basic auth, connect and read timeouts, capped and jittered retries inside a time
+budget (that also cuts off a body that keeps trickling), ``Retry-After`` in seconds or as an HTTP
+date, bodies streamed to a file and checked before they are trusted, and redirects to another host
+followed *without* the credentials (a storage link must never see the API secret). What a status
+means for one endpoint (an export's 404 is "no events", a cohort's 404 is an error) is the
+endpoint's own business: it passes ``on_status``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, Protocol, Self
+from urllib.parse import urlsplit
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+MAX_REDIRECTS = 5
+USER_AGENT = "amplitude-warehouse/0.1"
+
+
+class HttpError(RuntimeError):
+    """A request failed for good; the message names the endpoint and the cause."""
+
+
+class AuthError(HttpError):
+    """The credentials were refused (401/403): retrying cannot help."""
+
+
+class TransientError(HttpError):
+    """Worth another attempt: network trouble, 5xx, 429, a body cut short or unreadable."""
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    max_elapsed_seconds: float = 900.0
+    base_delay_seconds: float = 1.0
+    max_delay_seconds: float = 60.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Exponential backoff with jitter, so retrying clients do not stampede in step."""
+        ceiling = min(self.max_delay_seconds, self.base_delay_seconds * 2 ** (attempt - 1))
+        return rng.uniform(ceiling / 2, ceiling)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect_seconds: float = 10.0
+    read_seconds: float = 300.0  # bulk endpoints can think for minutes before the first byte
+
+    def httpx(self) -> httpx.Timeout:
+        return httpx.Timeout(self.read_seconds, connect=self.connect_seconds)
+
+
+class RequestGate(Protocol):
+    """Client-side limits: entered around every request (``pipeline.limits``)."""
+
+    def __call__(self, endpoint: str, cost: float) -> AbstractContextManager[object]: ...
+
+
+def open_gate(endpoint: str, cost: float) -> AbstractContextManager[object]:
+    return nullcontext()
+
+
+# An endpoint's reading of a status: raise its own error, return True to take the response as it
+# is (an export's 404 is "no events"), or False to leave it to the generic checks.
+StatusHook = Callable[[httpx.Response], bool]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+    variables: str  # how the operator names them, for messages: never the values
+
+
+class ApiClient:
+    """One API host with one set of credentials."""
+
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Credentials,
+        *,
+        region: str = "us",
+        timeouts: Timeouts = Timeouts(),
+        retry: RetryPolicy = RetryPolicy(),
+        gate: RequestGate = open_gate,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        seed: int | None = None,
+    ) -> None:
+        if not credentials.username or not credentials.password:
+            raise AuthError(f"{credentials.variables} must both be set (region {region!r})")
+        self.base_url = base_url.rstrip("/")
+        self.region = region
+        self.retry = retry
+        self.credentials_named = credentials.variables
+        self._gate = gate
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = random.Random(seed)
+        common: dict[str, Any] = {"timeout": timeouts.httpx(), "follow_redirects": False,
+                                  "headers": {"User-Agent": USER_AGENT}}
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            auth=httpx.BasicAuth(credentials.username, credentials.password), **common)
+        self._anonymous = httpx.Client(**common)  # for redirects to other hosts
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+        self._anonymous.close()
+
+    def where(self, what: str) -> str:
+        return f"{what} from {redact(self.base_url)} (region {self.region!r})"
+
+    def with_retries(self, what: str, attempt: Callable[[float], Any]) -> tuple[Any, int, float]:
+        """Run ``attempt(deadline)`` until it stops raising ``TransientError`` or the budget ends.
+
+        Returns its result, the attempts made and the seconds spent.
+        """
+        started = self._clock()
+        deadline = started + self.retry.max_elapsed_seconds
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                return attempt(deadline), tries, self._clock() - started
+            except TransientError as error:
+                elapsed = self._clock() - started
+                wait = error.retry_after
+                if wait is None:
+                    wait = self.retry.delay(tries, self._rng)
+                budget = self.retry.max_elapsed_seconds
+                if tries >= self.retry.max_attempts or elapsed + wait > budget:
+                    raise RetriesExhausted(
+                        f"{what} failed after {tries} attempts in {elapsed:.0f} s: {error}",
+                        last=error) from error
+                log.warning("%s attempt %d: %s; retrying in %.1f s", what, tries, error, wait)
+                self._sleep(wait)
+
+    @contextmanager
+    def stream(self, path: str, params: Mapping[str, str] | None = None, *, what: str,
+               endpoint: str, cost: float = 1.0,
+               on_status: StatusHook | None = None) -> Iterator[httpx.Response]:
+        """One GET whose response is open for streaming, after redirects and status checks.
+
+        Transport failures and timeouts become ``TransientError``; a redirect to another host is
+        followed without the Authorization header.
+        """
+        with self._gate(endpoint, cost):
+            try:
+                with self._follow(path, params) as response:
+                    if on_status is None or not on_status(response):
+                        self.raise_for_status(response, what)
+                    yield response
+            except httpx.TimeoutException as error:
+                raise TransientError(f"timed out ({type(error).__name__})") from error
+            except httpx.TransportError as error:
+                raise TransientError(
+                    f"connection failed ({type(error).__name__}: {error})") from error
+
+    @contextmanager
+    def _follow(self, path: str, params: Mapping[str, str] | None) -> Iterator[httpx.Response]:
+        client, url, query = self._http, path, params
+        for _ in range(MAX_REDIRECTS + 1):
+            with client.stream("GET", url, params=query) as response:
+                location = response.headers.get("Location")
+                if response.status_code not in (301, 302, 303, 307, 308) or not location:
+                    yield response
+                    return
+            target = httpx.URL(str(response.url)).join(location)
+            if not _same_origin(target, httpx.URL(self.base_url)):
+                client = self._anonymous  # another host never gets the API's credentials
+            url, query = str(target), None
+        raise HttpError(f"more than {MAX_REDIRECTS} redirects from {path}")
+
+    def raise_for_status(self, response: httpx.Response, what: str) -> None:
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        body = body_excerpt(response)
+        where = self.where(what)
+        if status in (401, 403):
+            raise AuthError(
+                f"refused ({status}) for {where}: check {self.credentials_named} belong to this "
+                f"project and the region or base URL match its data region: {body[:120]}")
+        if status == 429:
+            raise TransientError(f"rate limited (429) on {where}", status=status,
+                                 retry_after=retry_after_seconds(response))
+        if status in (500, 502, 503, 504):
+            raise TransientError(f"server error {status} on {where}: {body[:120]}", status=status)
+        raise HttpError(f"unexpected status {status} for {where}: {body[:200]}")
+
+    def get_json(self, path: str, params: Mapping[str, str] | None = None, *, what: str,
+                 endpoint: str, cost: float = 1.0) -> Any:
+        """A JSON answer, retried as a whole; a body that is not JSON names the endpoint."""
+
+        def attempt(deadline: float) -> Any:
+            with self.stream(path, params, what=what, endpoint=endpoint, cost=cost) as response:
+                raw = read_within(response, deadline, self._clock)
+            try:
+                return json.loads(raw)
+            except ValueError as error:
+                excerpt = raw[:120].decode("utf-8", "replace")
+                raise HttpError(f"{self.where(what)} answered {len(raw)} bytes that are not "
+                                f"JSON ({error}): {excerpt!r}") from error
+
+        return self.with_retries(what, attempt)[0]
+
+    def save(self, response: httpx.Response, dest: Path, deadline: float) -> int:
+        """Write the body to ``dest`` as received (decoded if the server gzip-encoded it),
+        through a ``.part`` file renamed on success; checks Content-Length on raw bodies."""
+        partial = dest.with_name(dest.name + ".part")
+        encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
+        expected = None if encoded else response.headers.get("Content-Length")
+        received = 0
+        try:
+            with open(partial, "wb") as out:
+                chunks = response.iter_bytes() if encoded else response.iter_raw()
+                for chunk in chunks:  # as received: re-chunking copies
+                    out.write(chunk)
+                    received += len(chunk)
+                    if self._clock() > deadline:  # a trickling body never hits the read timeout
+                        raise TransientError(f"body still arriving after the time budget "
+                                             f"({received} bytes so far)")
+            if expected is not None and int(expected) != received:
+                raise TransientError(f"truncated body: {received} of {expected} bytes")
+        except httpx.TimeoutException as error:
+            partial.unlink(missing_ok=True)
+            raise TransientError(f"timed out mid-body ({type(error).__name__})") from error
+        except httpx.TransportError as error:
+            partial.unlink(missing_ok=True)
+            raise TransientError(f"connection failed mid-body ({type(error).__name__})") from error
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        os.replace(partial, dest)
+        return received
+
+
+class RetriesExhausted(HttpError):
+    """The retry budget ran out; ``last`` is the final transient cause."""
+
+    def __init__(self, message: str, *, last: TransientError) -> None:
+        super().__init__(message)
+        self.last = last
+
+
+def read_within(response: httpx.Response, deadline: float,
+                clock: Callable[[], float] = time.monotonic) -> bytes:
+    """A small body, read whole but never past the deadline."""
+    parts = []
+    try:
+        for chunk in response.iter_bytes():
+            parts.append(chunk)
+            if clock() > deadline:
+                raise TransientError("body still arriving after the time budget")
+    except httpx.TimeoutException as error:
+        raise TransientError(f"timed out mid-body ({type(error).__name__})") from error
+    except httpx.TransportError as error:
+        raise TransientError(f"connection failed mid-body ({type(error).__name__})") from error
+    return b"".join(parts)
+
+
+def body_excerpt(response: httpx.Response, limit: int = 300) -> str:
+    try:
+        return response.read()[:limit].decode("utf-8", "replace").strip()
+    except httpx.HTTPError:
+        return "(body unreadable)"
+
+
+def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:
+    """Seconds to wait as the server asks (a number or an HTTP date); None when it is garbage,
+    so the caller falls back to its own backoff. The caller's time budget bounds it."""
+    raw = response.headers.get("Retry-After", "").strip()
+    if not raw:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+        return max(seconds, 0.0)
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
+
+
+def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
+    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
+
+
+def redact(url: str) -> str:
+    """A URL without any ``user:pass@`` it carries, fit for messages and logs."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return parts._replace(netloc=netloc).geturl()
