@@ -6,21 +6,25 @@ import dagster as dg
 
 from assets.events import build_event_assets
 from assets.partitions import upload_hour_partitions
-from assets.schedules import amplitude_hourly, hourly_schedule
+from assets.schedules import amplitude_hourly, hourly_schedule, snapshots_daily, snapshots_schedule
+from assets.snapshots import build_snapshot_assets, snapshot_days
 from pipeline.settings import Settings
 from resources import AmplitudeExportResource, LakeResource, WarehouseResource
 
 
 def build_defs(settings: Settings) -> dg.Definitions:
     partitions = upload_hour_partitions(settings.start, settings.lag_hours)
+    days = snapshot_days(settings.start.date())
     return dg.Definitions(
-        assets=build_event_assets(partitions),
+        assets=[*build_event_assets(partitions),
+                *build_snapshot_assets(days, timezone=settings.project_timezone,
+                                       counts_days=settings.counts_days)],
         # A run's steps depend on each other, so separate step processes buy no parallelism and
         # cost each step a fresh interpreter that imports Dagster and the code location again:
         # 1.5-1.9 s and about 170 MB apiece (scripts/bench.py --dagster). Pools still apply.
         executor=dg.in_process_executor,
-        jobs=[amplitude_hourly],
-        schedules=[hourly_schedule(amplitude_hourly)],
+        jobs=[amplitude_hourly, snapshots_daily],
+        schedules=[hourly_schedule(amplitude_hourly), snapshots_schedule],
         resources={
             "amplitude": AmplitudeExportResource(
                 api_key=dg.EnvVar("AMPLITUDE_API_KEY"),
@@ -29,6 +33,8 @@ def build_defs(settings: Settings) -> dg.Definitions:
                 base_url=settings.base_url,
                 lag_hours=settings.lag_hours,
                 max_window_hours=settings.max_window_hours,
+                limits_path=str(settings.limits_path),
+                rate_limits=settings.rate_limits,
             ),
             "lake": LakeResource(root=str(settings.lake_root)),
             "warehouse": WarehouseResource(path=str(settings.warehouse_path)),

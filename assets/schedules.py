@@ -1,4 +1,5 @@
-"""The hourly job and its schedule (stopped until switched on in the UI)."""
+"""The hourly events job, the daily snapshots job, and their schedules (stopped until switched on
+in the UI)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,19 @@ def hourly_schedule(
         job, minute_of_hour=10, name="amplitude_hourly_schedule",
         default_status=dg.DefaultScheduleStatus.STOPPED,
     )
+
+
+snapshots_daily = dg.define_asset_job(
+    "amplitude_snapshots_daily",
+    selection=dg.AssetSelection.groups("amplitude_snapshots"),
+    description="Take today's snapshots: cohorts and their members, taxonomy, events list, "
+    "Amplitude's daily counts.",
+)
+
+
+@dg.schedule(job=snapshots_daily, cron_schedule="30 1 * * *", execution_timezone="UTC",
+             default_status=dg.DefaultScheduleStatus.STOPPED, name="amplitude_snapshots_schedule")
+def snapshots_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """Today's partition: a snapshot can only be taken on its own day."""
+    day = context.scheduled_execution_time.date()
+    return dg.RunRequest(run_key=f"snapshots-{day}", partition_key=day.isoformat())

@@ -236,6 +236,26 @@ class ApiClient:
 
         return self.with_retries(what, attempt)[0]
 
+    def fetch_to(self, path: str, params: Mapping[str, str] | None, dest: Path, *, what: str,
+                 endpoint: str, cost: float = 1.0,
+                 check: Callable[[Path], str | None] | None = None) -> tuple[int, int]:
+        """Stream an answer to ``dest``, retried as a whole; ``check`` says what is wrong with a
+        body that arrived whole but cannot be trusted (retried too: proxies serve HTML under
+        200). Returns the bytes and the attempts."""
+
+        def attempt(deadline: float) -> int:
+            with self.stream(path, params, what=what, endpoint=endpoint, cost=cost) as response:
+                size = self.save(response, dest, deadline)
+            problem = check(dest) if check is not None else None
+            if problem:
+                excerpt = dest.read_bytes()[:120].decode("utf-8", "replace")
+                dest.unlink(missing_ok=True)
+                raise TransientError(f"the {size}-byte answer {problem}: {excerpt!r}")
+            return size
+
+        size, attempts, _ = self.with_retries(self.where(what), attempt)
+        return size, attempts
+
     def save(self, response: httpx.Response, dest: Path, deadline: float) -> int:
         """Write the body to ``dest`` as received (decoded if the server gzip-encoded it),
         through a ``.part`` file renamed on success; checks Content-Length on raw bodies."""
@@ -273,6 +293,16 @@ class RetriesExhausted(HttpError):
     def __init__(self, message: str, *, last: TransientError) -> None:
         super().__init__(message)
         self.last = last
+
+
+def not_json(path: Path) -> str | None:
+    """A ``check`` for JSON answers: why the file is not one JSON document, or None."""
+    try:
+        with open(path, "rb") as body:
+            json.load(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        return f"is not JSON ({error})"
+    return None
 
 
 def read_within(response: httpx.Response, deadline: float,

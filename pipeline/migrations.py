@@ -89,6 +89,55 @@ def _create_or_adopt_v1(con: duckdb.DuckDBPyConnection) -> None:
     check_columns(con, "_loads", [name for name, _ in _V1_LOADS_COLUMNS], "schema version 1")
 
 
+# The snapshot tables (pipeline/amplitude/{cohorts,taxonomy,dashboard}.py name their fields), each
+# with a view of its newest snapshot, and the ledgers of snapshot loads and cohort downloads.
+SNAPSHOT_TABLES = ("cohorts", "cohort_members", "taxonomy_event_types",
+                   "taxonomy_event_properties", "taxonomy_user_properties", "events_list",
+                   "daily_counts")
+_V4_SNAPSHOTS = (
+    'CREATE TABLE amplitude.cohorts (snapshot_date DATE NOT NULL, "id" VARCHAR, "app_id" BIGINT, '
+    '"name" VARCHAR, "description" VARCHAR, "archived" BOOLEAN, "finished" BOOLEAN, '
+    '"published" BOOLEAN, "hidden" BOOLEAN, "is_predictive" BOOLEAN, '
+    '"is_official_content" BOOLEAN, "size" BIGINT, "type" VARCHAR, "owners" VARCHAR[], '
+    '"viewers" VARCHAR[], "last_mod" TIMESTAMPTZ, "created_at" TIMESTAMPTZ, '
+    '"last_computed" TIMESTAMPTZ, "definition" JSON, "metadata" VARCHAR[], "view_count" BIGINT, '
+    '"popularity" BIGINT, "last_viewed" JSON, "chart_id" VARCHAR, "edit_id" VARCHAR, '
+    '"location_id" VARCHAR, "shortcut_ids" VARCHAR[], "sync_metadata" JSON, _extras JSON)',
+    "CREATE TABLE amplitude.cohort_members (snapshot_date DATE NOT NULL, cohort_id VARCHAR, "
+    "amplitude_id BIGINT, user_id VARCHAR, properties JSON, downloaded_on DATE)",
+    'CREATE TABLE amplitude.taxonomy_event_types (snapshot_date DATE NOT NULL, '
+    '"event_type" VARCHAR, "category" JSON, "description" VARCHAR, "display_name" VARCHAR, '
+    '"is_active" BOOLEAN, "is_hidden_from_dropdowns" BOOLEAN, '
+    '"is_hidden_from_persona_results" BOOLEAN, "is_hidden_from_pathfinder" BOOLEAN, '
+    '"is_hidden_from_timeline" BOOLEAN, "tags" VARCHAR[], "owner" VARCHAR, "deleted" BOOLEAN, '
+    '_extras JSON)',
+    'CREATE TABLE amplitude.taxonomy_event_properties (snapshot_date DATE NOT NULL, '
+    '"event_type" VARCHAR, "event_property" VARCHAR, "description" VARCHAR, "type" VARCHAR, '
+    '"regex" VARCHAR, "enum_values" JSON, "is_array_type" BOOLEAN, "is_required" BOOLEAN, '
+    '"is_hidden" BOOLEAN, "classifications" VARCHAR[], "deleted" BOOLEAN, _extras JSON)',
+    'CREATE TABLE amplitude.taxonomy_user_properties (snapshot_date DATE NOT NULL, '
+    '"user_property" VARCHAR, "description" VARCHAR, "type" VARCHAR, "enum_values" JSON, '
+    '"regex" VARCHAR, "is_array_type" BOOLEAN, "is_hidden" BOOLEAN, '
+    '"classifications" VARCHAR[], "deleted" BOOLEAN, _extras JSON)',
+    'CREATE TABLE amplitude.events_list (snapshot_date DATE NOT NULL, "event_type" VARCHAR, '
+    '"display" VARCHAR, "name" VARCHAR, "id" BIGINT, "totals" BIGINT, "totals_delta" BIGINT, '
+    '"non_active" BOOLEAN, "hidden" BOOLEAN, "deleted" BOOLEAN, "flow_hidden" BOOLEAN, '
+    '"autohidden" BOOLEAN, "clusters_hidden" BOOLEAN, "in_waitroom" BOOLEAN, '
+    '"timeline_hidden" BOOLEAN, _extras JSON)',
+    "CREATE TABLE amplitude.daily_counts (snapshot_date DATE NOT NULL, event_date DATE, "
+    "active_users BIGINT, new_users BIGINT, events BIGINT, timezone VARCHAR)",
+    "CREATE TABLE amplitude._snapshot_loads (table_name VARCHAR, snapshot_date DATE, rows BIGINT, "
+    "requests INTEGER, landing_version VARCHAR, fetched_at TIMESTAMPTZ, loaded_at TIMESTAMPTZ, "
+    "PRIMARY KEY (table_name, snapshot_date))",
+    "CREATE TABLE amplitude._cohort_downloads (cohort_id VARCHAR, request_id VARCHAR, "
+    "snapshot_date DATE, requested_at TIMESTAMPTZ, completed_at TIMESTAMPTZ, "
+    "last_computed TIMESTAMPTZ, members BIGINT, bytes BIGINT)",
+    *(f"CREATE VIEW amplitude.{table}_current AS SELECT * FROM amplitude.{table} "
+      f"WHERE snapshot_date = (SELECT max(snapshot_date) FROM amplitude.{table})"
+      for table in SNAPSHOT_TABLES),
+)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "amplitude.events and its ledger amplitude._loads", _create_or_adopt_v1),
     # Issue 10 item 8: the ledger names the fetch (landing version) the loaded rows came from.
@@ -101,6 +150,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE TABLE amplitude._rejects (upload_hour TIMESTAMPTZ, member VARCHAR, "
         "line_number BIGINT, line VARCHAR, rejected_at TIMESTAMPTZ)",
     )),
+    Migration(4, "daily snapshots: cohorts and members, taxonomy, events list, daily counts",
+              _run(*_V4_SNAPSHOTS)),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

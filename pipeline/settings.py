@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.hours import parse_setting_hour
 
@@ -62,6 +63,15 @@ class Settings:
     max_window_hours: int = 24
     warehouse_path: Path = Path("data/warehouse.duckdb")
     lake_root: Path = Path("data/lake")
+    project_timezone: str = "UTC"
+    counts_days: int = 35
+    cohort_ids: tuple[str, ...] = ()  # empty: every cohort not archived
+    cohort_max_size: int | None = None
+    cohort_props: tuple[str, ...] = ()
+    cohort_monthly_quota: int = 500
+    cohort_quota_share: float = 0.8
+    limits_path: Path = Path("data/.limits.sqlite")
+    rate_limits: str | None = None  # JSON overriding limit groups (pipeline/amplitude/rate_limits)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -80,4 +90,43 @@ class Settings:
                                   maximum=MAX_EXPORT_HOURS),
             warehouse_path=Path(env.get("WAREHOUSE_PATH") or "data/warehouse.duckdb"),
             lake_root=Path(env.get("LAKE_ROOT") or "data/lake"),
+            project_timezone=_timezone(env, "AMPLITUDE_PROJECT_TIMEZONE"),
+            counts_days=_int(env, "AMPLITUDE_COUNTS_DAYS", 35, minimum=1, maximum=365),
+            cohort_ids=_list(env, "AMPLITUDE_COHORT_IDS"),
+            cohort_max_size=(_int(env, "AMPLITUDE_COHORT_MAX_SIZE", 0, minimum=1)
+                             if env.get("AMPLITUDE_COHORT_MAX_SIZE", "").strip() else None),
+            cohort_props=_list(env, "AMPLITUDE_COHORT_PROPS"),
+            cohort_monthly_quota=_int(env, "AMPLITUDE_COHORT_MONTHLY_QUOTA", 500, minimum=1),
+            cohort_quota_share=_share(env, "AMPLITUDE_COHORT_QUOTA_SHARE", 0.8),
+            limits_path=Path(env.get("LIMITS_PATH")
+                             or Path(env.get("WAREHOUSE_PATH") or "data/warehouse.duckdb").parent
+                             / ".limits.sqlite"),
+            rate_limits=env.get("AMPLITUDE_RATE_LIMITS", "").strip() or None,
         )
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+def _share(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw.rstrip("%")) / (100 if raw.endswith("%") else 1)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a share such as 0.8 or 80%") from None
+    if not 0 < value <= 1:
+        raise SettingsError(f"{name}={raw!r} must lie above 0 and at most 1 (100%)")
+    return value
+
+
+def _timezone(env: Mapping[str, str], name: str) -> str:
+    raw = env.get(name, "").strip() or "UTC"
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"{name}={raw!r} is not an IANA time zone such as "
+                            "America/Los_Angeles") from None
+    return raw

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 EVENTS_TABLE = "amplitude.events"
 LOADS_TABLE = "amplitude._loads"
+SNAPSHOT_LOADS_TABLE = "amplitude._snapshot_loads"
 # A load compresses each thread's last partial row group serially at commit: at DuckDB's default
 # of 122,880 rows that was half the load of a 200k-event hour. At 32,768 peak memory grew with the
 # hour; 65,536 keeps it flat and the file within 3 % of the default's size.
@@ -242,6 +243,19 @@ class Warehouse:
                 con.execute("ROLLBACK")
             raise
         return inserted
+
+    def replace_snapshot(self, con: duckdb.DuckDBPyConnection, table: str, day: date,
+                         parquet: Path, *, requests: int, landing_version: str,
+                         fetched_at: datetime) -> int:
+        """Swap one day's snapshot of ``amplitude.<table>`` in, with its ledger row."""
+
+        def ledger(rows: int) -> None:
+            con.execute(f"INSERT OR REPLACE INTO {SNAPSHOT_LOADS_TABLE} VALUES "
+                        "(?, ?, ?, ?, ?, ?, ?)", [table, day, rows, requests, landing_version,
+                                                  fetched_at, datetime.now(UTC)])
+
+        return self.replace_partition(con, f"amplitude.{table}", "snapshot_date", day, parquet,
+                                      what=f"amplitude.{table} snapshot of {day}", record=ledger)
 
     def replace_hour(self, con: duckdb.DuckDBPyConnection, parquet: Path,
                      record: LoadRecord) -> LoadRecord:

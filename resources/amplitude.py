@@ -1,11 +1,17 @@
-"""The Export API client as a Dagster resource; keys arrive through ``EnvVar`` only."""
+"""Amplitude's client as a Dagster resource; keys arrive through ``EnvVar`` only.
+
+Every client it makes shares one rate limiter whose state is a SQLite file, so Amplitude's
+published limits hold across the threads, steps and concurrent runs of one machine.
+"""
 
 
 import dagster as dg
 from pydantic import Field
 
 from pipeline.amplitude.export import ExportClient
+from pipeline.amplitude.rate_limits import AmplitudeGate, amplitude_rules, overrides_from_json
 from pipeline.http import RetryPolicy, Timeouts
+from pipeline.limits import Limiter, SqliteLimitStore
 
 
 class AmplitudeExportResource(dg.ConfigurableResource):
@@ -20,6 +26,16 @@ class AmplitudeExportResource(dg.ConfigurableResource):
     max_attempts: int = 6
     max_retry_seconds: float = 900.0
     base_delay_seconds: float = 1.0
+    limits_path: str = Field(default="data/.limits.sqlite",
+                             description="the shared limiter's state (LIMITS_PATH)")
+    rate_limits: str | None = Field(default=None, description=(
+        "JSON replacing limit groups (AMPLITUDE_RATE_LIMITS); unset: Amplitude's published ones"))
+    limit_wait_seconds: float = 300.0
+
+    def limiter(self) -> Limiter:
+        overrides = overrides_from_json(self.rate_limits) if self.rate_limits else None
+        return Limiter(amplitude_rules(overrides), SqliteLimitStore(self.limits_path),
+                       max_wait_seconds=self.limit_wait_seconds)
 
     def client(self) -> ExportClient:
         return ExportClient(
@@ -33,4 +49,5 @@ class AmplitudeExportResource(dg.ConfigurableResource):
                 max_elapsed_seconds=self.max_retry_seconds,
                 base_delay_seconds=self.base_delay_seconds,
             ),
+            gate=AmplitudeGate(self.limiter()),
         )

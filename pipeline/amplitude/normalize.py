@@ -32,6 +32,7 @@ import duckdb
 
 from pipeline import engine, leftovers, sql
 from pipeline.amplitude.schema import EVENT_COLUMNS, EXPORT_COLUMNS
+from pipeline.records import json_value
 
 # Level 1 writes 0.56x the zipped export 4 % faster than DuckDB's default 3 (0.54x); 6 and up
 # cost 15-60 % more time for files 4-7 % smaller (200,000 events, scripts/bench.py members).
@@ -116,7 +117,7 @@ def strict_plan(members: Sequence[Path], upload_hour: datetime,
 def tolerant_plan(members: Sequence[Path], upload_hour: datetime,
                   names: Mapping[str, str]) -> str:
     paths = "[" + ", ".join(sql.literal(f'$."{c.key}"') for c in EXPORT_COLUMNS) + "]"
-    typed = ", ".join(_tolerant_value(f"v[{i}]", c.duckdb_type) + f' AS "{c.name}"'
+    typed = ", ".join(json_value(f"v[{i}]", c.duckdb_type) + f' AS "{c.name}"'
                       for i, c in enumerate(EXPORT_COLUMNS, start=1))
     return (
         f"SELECT {typed}, _extras, _upload_hour, _source_member FROM ("
@@ -126,15 +127,6 @@ def tolerant_plan(members: Sequence[Path], upload_hour: datetime,
         f"WHERE json_type(json) = 'OBJECT' OR "
         f"{_NOT_AN_OBJECT.format(line='left(json::VARCHAR, 80)')}"
     )
-
-
-def _tolerant_value(value: str, duckdb_type: str) -> str:
-    """As the strict transform reads it: a JSON ``null`` is SQL NULL for every type."""
-    if duckdb_type == "VARCHAR":
-        return f"json_extract_string({value}, '$')"
-    if duckdb_type == "JSON":
-        return f"CASE WHEN json_type({value}) <> 'NULL' THEN {value} END"
-    return f"CAST({value} AS {duckdb_type})"
 
 
 def empty_plan() -> str:

@@ -1,0 +1,123 @@
+"""Daily snapshots: what an endpoint says on a day, kept day after day so history accumulates.
+
+Cohorts and the taxonomy only ever say what they are *now*, so only today's snapshot can be taken
+from the API. A past day is re-materialized from its own landing copy (a parser fix, a rebuilt
+warehouse), and refused when it has none, since asking the API today would file today's answer
+under that day. Re-taking today replaces today's landing and rows, so it is idempotent.
+
+The flow is the events' flow, one partition a day: answers → a landing version folder under a
+manifest → one Parquet file → one warehouse transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.lake import Lake, day_partition
+
+
+class SnapshotRefused(RuntimeError):
+    """A snapshot that cannot be taken for that day; the message says why."""
+
+
+@dataclass(frozen=True)
+class SnapshotLanding:
+    """One day's landed answers of one dataset, as its manifest records them."""
+
+    dataset: str
+    snapshot_date: date
+    version: str
+    files: list[str]  # inside the version folder, or absolute for a file carried forward
+    requests: int
+    fetched_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["snapshot_date"] = self.snapshot_date.isoformat()
+        data["fetched_at"] = self.fetched_at.isoformat()
+        return json.dumps(data, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> SnapshotLanding:
+        data = json.loads(text)
+        data["snapshot_date"] = date.fromisoformat(data["snapshot_date"])
+        data["fetched_at"] = datetime.fromisoformat(data["fetched_at"])
+        return cls(**data)
+
+
+@dataclass
+class Fetch:
+    """What a fetch into the staging folder reports back: files written (relative names, or
+    absolute paths of earlier files it reuses), requests made, and figures for the manifest."""
+
+    files: list[str] = field(default_factory=list)
+    requests: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Snapshots:
+    def __init__(self, lake: Lake, source: str) -> None:
+        self.lake = lake
+        self.source = source
+
+    def folder(self, dataset: str, day: date) -> Path:
+        return self.lake.landing_folder(self.source, dataset, day_partition(day))
+
+    def table_file(self, table: str, day: date) -> Path:
+        return self.lake.table_file(self.source, table, day_partition(day))
+
+    def landed(self, dataset: str, day: date) -> SnapshotLanding | None:
+        text = self.lake.manifest(self.folder(dataset, day))
+        return None if text is None else SnapshotLanding.from_json(text)
+
+    def paths(self, landing: SnapshotLanding) -> list[Path]:
+        folder = self.folder(landing.dataset, landing.snapshot_date) / landing.version
+        return [Path(f) if Path(f).is_absolute() else folder / f for f in landing.files]
+
+    def take(self, dataset: str, day: date, fetch: Callable[[Path], Fetch], *,
+             today: date | None = None, refetch: bool = True) -> tuple[SnapshotLanding, bool]:
+        """Today's answers fetched and landed, or a past day's landing as it was.
+
+        Returns the landing and whether the API was called. ``refetch=False`` reuses a landing
+        already taken today.
+        """
+        today = today or datetime.now(UTC).date()
+        existing = self.landed(dataset, day)
+        if day > today:
+            raise SnapshotRefused(f"{self.source}/{dataset} for {day}: that day has not come yet "
+                                  f"(today is {today} UTC)")
+        if day < today:
+            if existing is None:
+                raise SnapshotRefused(
+                    f"{self.source}/{dataset} for {day}: the API only says what is true now, so "
+                    f"a past day can only be rebuilt from its own landing copy, and {day} has "
+                    "none (it was never taken). Materialize today's partition instead.")
+            return existing, False
+        if existing is not None and not refetch:
+            return existing, False
+        folder = self.folder(dataset, day)
+        with self.lake.new_version(folder) as (version, staged):
+            got = fetch(staged)
+        landing = SnapshotLanding(dataset, day, version, got.files, got.requests,
+                                  details=got.details)
+        self.lake.commit(folder, version, landing.to_json())
+        return landing, True
+
+    @contextmanager
+    def staged_table_file(self, table: str, day: date) -> Iterator[Path]:
+        """A staging path beside the day's Parquet file, renamed over it on success."""
+        out = self.table_file(table, day)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = out.with_name(f".{out.name}.{datetime.now(UTC):%Y%m%d%H%M%S%f}.tmp")
+        try:
+            yield staging
+            staging.replace(out)
+        finally:
+            staging.unlink(missing_ok=True)
