@@ -1,4 +1,7 @@
-"""``python -m simulator``: serve the simulated Export API until Ctrl-C.
+"""``python -m simulator``: serve the simulated Amplitude project until Ctrl-C.
+
+``--first-hour``/``--last-hour`` (``YYYYMMDDTHH``, UTC) bound the project, which the Dashboard
+counts need; ``--timezone`` is the project's zone.
 
 ``--bench N`` instead builds one archive of an hour holding N events and reports the speed
 (``--bench N --lines-only``: only the event generation, without gzip and zip).
@@ -33,7 +36,14 @@ def _config(
         max_hours_before_504=args.max_hours_before_504,
         gzip_level=args.gzip_level,
         workers=args.workers,
+        first_hour=args.first_hour,
+        last_hour=args.last_hour,
+        timezone=args.timezone,
     )
+
+
+def _hour(value: str) -> datetime:
+    return datetime.strptime(value, "%Y%m%dT%H").replace(tzinfo=UTC)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -58,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-hours-before-504", type=int, default=None)
     parser.add_argument("--gzip-level", type=int, default=defaults.gzip_level)
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--first-hour", type=_hour, default=None, help="YYYYMMDDTHH (UTC)")
+    parser.add_argument("--last-hour", type=_hour, default=None, help="YYYYMMDDTHH (UTC)")
+    parser.add_argument("--timezone", default=defaults.timezone, help="the project's zone")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     parser.add_argument("--bench", type=int, metavar="N", help="time building an N-event hour")
     parser.add_argument("--lines-only", action="store_true", help="--bench without gzip and zip")
@@ -75,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  try: curl -u {config.api_key}:{config.secret_key} -o export.zip "
             f"'{sim.url}/api/2/export?start={day:%Y%m%d}T00&end={day:%Y%m%d}T23'"
         )
+        print(f"  cohort files are redirected to the storage host at {sim.storage_url}")
         print("Ctrl-C to stop.", flush=True)
         try:
             while True:

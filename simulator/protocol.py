@@ -1,6 +1,9 @@
 """The Export API's request rules (auth, parameters, status messages) and the HTTP plumbing.
 
 Everything here is stateless; ``server.Simulator`` owns the state (faults, log, archive cache).
+A ``Response`` is a byte body, a file (sent with ``sendfile``), or a ``stream`` of chunks sent
+with chunked transfer encoding: cohort files are gzipped while they are sent, so their length is
+not known up front and nothing the size of the file is ever held in memory.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import re
 import socket
 import sys
 import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,10 +50,26 @@ class RequestRecord:
     method: str
     path: str
     params: dict[str, str]
-    time: float  # time.monotonic() when the request arrived
+    time: float  # time.monotonic() when it arrived (a rate-limited one: when admitted)
     status: int | None = None  # None: no status line was sent (dropped, or the client left)
     bytes_sent: int = 0  # body bytes written to the socket
     fault: str | None = None  # the kind of injected fault this request consumed
+    end: float | None = None  # time.monotonic() when the answer was sent (or the client left)
+    host: str = "api"  # "api" (Amplitude) or "storage" (the signed-link host)
+    # per limit group ("rest", "cohort", "dashboard", "taxonomy"): requests (for taxonomy: cost)
+    # in flight in that group when this one was admitted, this one included; for a request
+    # refused with 429, the others in flight at that moment
+    in_flight: dict[str, int] = field(default_factory=dict)
+    cost: int = 0  # what the request cost against its group's budget (0: no budget)
+    limit: str | None = None  # the RateLimits field a 429 enforced
+
+    @property
+    def start(self) -> float:
+        return self.time
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.end is None else self.end - self.time
 
 
 @dataclass
@@ -59,10 +80,16 @@ class Response:
     size: int = 0  # of ``file``
     content_type: str = _TEXT
     headers: dict[str, str] = field(default_factory=dict)
+    stream: Iterator[bytes] | None = None  # sent chunked, instead of ``body``, when set
 
     @property
     def length(self) -> int:
         return self.size if self.file is not None else len(self.body)
+
+
+def json_response(status: int, value: Any, **headers: str) -> Response:
+    body = json.dumps(value, ensure_ascii=False).encode()
+    return Response(status, body, content_type="application/json", headers=dict(headers))
 
 
 def text(status: int, message: str, **headers: str) -> Response:
@@ -174,13 +201,31 @@ class Handler(BaseHTTPRequestHandler):
 
     do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
-    def send(self, record: RequestRecord, response: Response, fraction: float | None) -> None:
-        """Send ``response``; with ``fraction``, only that part of the body, then hang up."""
+    def send(
+        self,
+        record: RequestRecord,
+        response: Response,
+        fraction: float | None,
+        done: Callable[[], None] | None = None,
+    ) -> None:
+        """Send ``response``; with ``fraction``, only that part of the body, then hang up.
+
+        ``done`` (default: stamping ``record.end``) runs just before the client can have the
+        whole answer: before the headers of a byte body, before the last chunk of a stream, after
+        a file. So a client that has its answer finds the log's ``end`` stamped and the request's
+        rate-limit slot free; on localhost it could otherwise send its next request first.
+        """
+        finish = done or (lambda: setattr(record, "end", time.monotonic()))
+        if response.stream is not None:
+            self._send_stream(record, response, response.stream, finish)
+            return
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(response.length))
         for name, value in response.headers.items():
             self.send_header(name, value)
+        if response.file is None:
+            finish()
         self.end_headers()
         record.status = response.status
         limit = response.length if fraction is None else int(response.length * fraction)
@@ -194,8 +239,42 @@ class Handler(BaseHTTPRequestHandler):
                     if not sent:
                         break
                     record.bytes_sent += sent
+            finish()
         elif limit:
             self.wfile.write(response.body[:limit])
             record.bytes_sent = limit
         if fraction is not None:
             self.close_connection = True
+
+    def _send_stream(
+        self,
+        record: RequestRecord,
+        response: Response,
+        stream: Iterator[bytes],
+        finish: Callable[[], None],
+    ) -> None:
+        """Send ``stream`` with chunked transfer encoding (``bytes_sent`` counts payload bytes)."""
+        try:
+            self.send_response(response.status)
+            self.send_header("Content-Type", response.content_type)
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            if self.command == "HEAD":
+                finish()
+                self.end_headers()
+                record.status = response.status
+                return
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            record.status = response.status
+            write = self.wfile.write
+            for chunk in stream:
+                if chunk:
+                    write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    record.bytes_sent += len(chunk)
+            finish()
+            write(b"0\r\n\r\n")
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()

@@ -1,4 +1,6 @@
-"""An Amplitude-compatible Export API on 127.0.0.1, with fault injection and a request log.
+"""An Amplitude-compatible server on 127.0.0.1: the Export API (with fault injection), the
+cohort, taxonomy and Dashboard REST endpoints (``api``), a storage host on a second port for
+cohort files (``storage``), and a request log.
 
     with Simulator(SimulatorConfig(seed=1)) as sim:
         httpx.get(f"{sim.url}/api/2/export", params={"start": "20250701T00", "end": "20250701T23"},
@@ -9,17 +11,13 @@ Rules (shared/reference, sections 1 and 5): HTTP Basic auth (none or garbled: 40
 secret: 403 "Invalid API Key"); ``start``/``end`` as ``YYYYMMDDTHH``, ``end`` inclusive, at most 365
 days (else 400); a window with no events is 404; a zip over the size cap is 400; a window longer
 than ``max_hours_before_504`` hours is 504. Archives are built once per (start, end) into a temp
-directory and streamed from disk.
+directory and streamed from disk (``exports``). Faults apply to export requests only.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -31,8 +29,11 @@ from types import TracebackType
 from urllib.parse import parse_qs, urlsplit
 
 from simulator import generator
-from simulator.archive import Archive, ArchiveTooLarge, Member, build_archive, plan
+from simulator.api import Api
+from simulator.archive import Archive, ArchiveTooLarge, Member, plan
 from simulator.config import SimulatorConfig
+from simulator.counts import DailyCounts
+from simulator.exports import TOO_LARGE, ArchiveCache
 from simulator.faults import Fault
 from simulator.protocol import (
     EXPORT_PATH,
@@ -49,36 +50,11 @@ from simulator.protocol import (
     text,
     unauthorized,
 )
-
-_TOO_LARGE = "too large"
-
-
-def fingerprint(config: SimulatorConfig) -> str:
-    """A name for everything that shapes an archive's bytes (not credentials or limits)."""
-    counts = sorted((generator.hour_index(h), n) for h, n in config.hour_counts.items())
-    shape = (
-        generator.GENERATOR_VERSION,
-        config.project_id,
-        config.seed,
-        config.profile,
-        counts,
-        config.events_per_member,
-        config.first_member_number,
-        config.project_folder,
-        config.gzip_level,
-    )
-    return hashlib.sha256(repr(shape).encode()).hexdigest()[:20]
-
-
-class _CacheEntry:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.done = False
-        self.result: Archive | str | None = None
+from simulator.storage import Storage
 
 
 class Simulator:
-    """The simulated Export API. ``start()`` serves it from a background thread."""
+    """The simulated Amplitude project. ``start()`` serves it from background threads."""
 
     def __init__(
         self,
@@ -92,17 +68,18 @@ class Simulator:
         bytes); without it they go to a temp directory deleted by ``stop()``."""
         self.config = config or SimulatorConfig()
         self.verbose = verbose
-        self._cache_dir = None if cache_dir is None else Path(cache_dir)
         self.errors: list[str] = []  # tracebacks of unexpected server errors (should stay empty)
         self._port = port
         self._lock = threading.Lock()
         self._faults: deque[Fault] = deque()
         self._log: list[RequestRecord] = []
-        self._cache: dict[tuple[datetime, datetime], _CacheEntry] = {}
-        self._dir: Path | None = None
+        folder = None if cache_dir is None else Path(cache_dir)
+        self._archives = ArchiveCache(lambda: self.config, folder)
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._api = Api(self)
+        self._storage = Storage(self, self._api.cohorts.open)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -119,6 +96,7 @@ class Simulator:
                 name=f"amplitude-simulator-{server.server_address[1]}",
             )  # fmt: skip
             self._thread.start()
+            self._storage.start()
         return self
 
     def stop(self) -> None:
@@ -133,6 +111,7 @@ class Simulator:
             server.close_connections()
         if thread is not None:
             thread.join(timeout=5)
+        self._storage.stop()
         self.clear_cache()
 
     def __enter__(self) -> Simulator:
@@ -157,6 +136,11 @@ class Simulator:
         """The base URL, e.g. ``http://127.0.0.1:54321`` (the export is at ``/api/2/export``)."""
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def storage_url(self) -> str:
+        """The storage host's base URL (another port; cohort files are redirected there)."""
+        return self._storage.url
+
     # -- faults and the request log ---------------------------------------------------------
 
     def inject(self, *faults: Fault) -> None:
@@ -175,9 +159,22 @@ class Simulator:
 
     @property
     def requests(self) -> list[RequestRecord]:
-        """Every request received so far, oldest first."""
+        """Every request received so far (both hosts), oldest first."""
         with self._lock:
             return list(self._log)
+
+    def _log_request(self, record: RequestRecord) -> None:
+        with self._lock:
+            self._log.append(record)
+
+    def peak_in_flight(self, group: str) -> int:
+        """The most requests (taxonomy: cost) ever in flight at once in a limit group: "rest",
+        "cohort", "dashboard" or "taxonomy" (see ``limits``)."""
+        return max((r.in_flight.get(group, 0) for r in self.requests), default=0)
+
+    def throttled(self) -> list[RequestRecord]:
+        """The requests refused with 429 by the rate limits (not by injected faults)."""
+        return [r for r in self.requests if r.limit is not None]
 
     def export_requests(self) -> list[RequestRecord]:
         return [r for r in self.requests if r.path == EXPORT_PATH]
@@ -210,57 +207,35 @@ class Simulator:
     def archive(self, start: datetime, end: datetime) -> Archive | None:
         """Build (once, then cached) the zip for ``start..end``; None when it holds no events.
         Raises ArchiveTooLarge over the size cap."""
-        result = self._cached(generator.utc_hour(start), generator.utc_hour(end))
-        if result == _TOO_LARGE:
+        result = self._archives.get(generator.utc_hour(start), generator.utc_hour(end))
+        if result == TOO_LARGE:
             raise ArchiveTooLarge(f"more than {self.config.size_cap_bytes} bytes")
         assert result is None or isinstance(result, Archive)
         return result
 
     def clear_cache(self) -> None:
         """Forget the built archives, deleting them unless they live in ``cache_dir``."""
-        with self._lock:
-            self._cache.clear()
-            folder, self._dir = self._dir, None
-        if folder is not None and self._cache_dir is None:
-            shutil.rmtree(folder, ignore_errors=True)
+        self._archives.clear()
 
-    def _folder(self) -> Path:
-        if self._dir is None:
-            if self._cache_dir is None:
-                self._dir = Path(tempfile.mkdtemp(prefix="amplitude-simulator-"))
-            else:
-                self._dir = self._cache_dir / fingerprint(self.config)
-                self._dir.mkdir(parents=True, exist_ok=True)
-        return self._dir
+    # -- cohorts and counts (what the other endpoints serve) ---------------------------------
 
-    def _cached(self, start: datetime, end: datetime) -> Archive | str | None:
-        with self._lock:
-            entry = self._cache.setdefault((start, end), _CacheEntry())
-            folder = self._folder()
-        with entry.lock:
-            if not entry.done:
-                entry.result = self._build(start, end, folder)
-                entry.done = True
-            return entry.result
+    def last_computed(self, cohort_id: str) -> int:
+        """The cohort's ``lastComputed`` (epoch seconds) as ``/api/3/cohorts`` lists it now."""
+        return self._api.cohorts.last_computed(cohort_id)
 
-    def _build(self, start: datetime, end: datetime, folder: Path) -> Archive | str | None:
-        path = folder / f"export_{start:%Y%m%dT%H}_{end:%Y%m%dT%H}.zip"
-        members = plan(self.config, start, end)
-        if not members:
-            return None
-        if path.exists():  # built by an earlier run with the same fingerprint
-            size = path.stat().st_size
-            if size > self.config.size_cap_bytes:
-                return _TOO_LARGE
-            return Archive(path, size, sum(m.events for m in members), len(members))
-        part = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.part")
-        try:
-            archive = build_archive(self.config, start, end, part)
-        except ArchiveTooLarge:
-            return _TOO_LARGE
-        assert archive is not None
-        os.replace(part, path)
-        return Archive(path, archive.size, archive.events, archive.members)
+    def recompute_cohort(self, cohort_id: str, at: int | None = None) -> int:
+        """Recompute a cohort: ``lastComputed`` becomes ``at`` (default: now, and later than
+        before) and its membership changes (same size). Returns the new ``lastComputed``."""
+        return self._api.cohorts.recompute(cohort_id, at)
+
+    def cohort_csv(self, cohort_id: str, props: tuple[str, ...] = ()) -> Iterator[bytes]:
+        """The lines (header first, not compressed) a download of the cohort's current
+        membership holds, with ``props`` as requested with ``propKeys``."""
+        return self._api.cohorts.rows(cohort_id, tuple(props))
+
+    def daily_counts(self) -> DailyCounts:
+        """What ``/api/2/users`` and ``/api/2/events/segmentation`` answer (see ``counts``)."""
+        return self._api.dashboard.counts()
 
     # -- HTTP --------------------------------------------------------------------------------
 
@@ -270,8 +245,10 @@ class Simulator:
 
     def _handle(self, handler: Handler) -> None:
         url = urlsplit(handler.path)
-        params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        query = parse_qs(url.query, keep_blank_values=True)
+        params = {k: v[-1] for k, v in query.items()}
         record = RequestRecord(handler.command, url.path, params, time.monotonic())
+        routed = None if url.path == EXPORT_PATH else self._api.route(url.path)
         fault = None
         with self._lock:
             self._log.append(record)
@@ -279,6 +256,9 @@ class Simulator:
                 fault = self._faults.popleft()
         record.fault = fault.kind if fault else None
         try:
+            if routed is not None:
+                self._api.serve(handler, record, routed, query)
+                return
             if fault is not None and fault.kind == "drop":
                 handler.close_connection = True
                 return
@@ -314,6 +294,9 @@ class Simulator:
             if record.status is None:
                 with contextlib.suppress(OSError):
                     handler.send(record, text(500, "Internal Server Error"), None)
+        finally:
+            if record.end is None:
+                record.end = time.monotonic()
 
     def _export(self, authorization: str | None, params: dict[str, str]) -> Response:
         creds = credentials(authorization)
@@ -328,10 +311,10 @@ class Simulator:
         limit = self.config.max_hours_before_504
         if limit is not None and (end - start).total_seconds() // 3600 + 1 > limit:
             return text(504, MSG_TIMEOUT)
-        result = self._cached(start, end)
+        result = self._archives.get(start, end)
         if result is None:
             return text(404, MSG_NO_DATA)
-        if result == _TOO_LARGE:
+        if result == TOO_LARGE:
             return text(400, MSG_TOO_LARGE)
         assert isinstance(result, Archive)
         name = f"{self.config.project_id}_{start:%Y%m%dT%H}_{end:%Y%m%dT%H}.zip"
