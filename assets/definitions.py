@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.cohort_members import build_cohort_member_assets
 from assets.events import build_event_assets
 from assets.partitions import upload_hour_partitions
 from assets.schedules import amplitude_hourly, hourly_schedule, snapshots_daily, snapshots_schedule
@@ -18,7 +19,8 @@ def build_defs(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[*build_event_assets(partitions),
                 *build_snapshot_assets(days, timezone=settings.project_timezone,
-                                       counts_days=settings.counts_days)],
+                                       counts_days=settings.counts_days),
+                *build_cohort_member_assets(days, settings=settings)],
         # A run's steps depend on each other, so separate step processes buy no parallelism and
         # cost each step a fresh interpreter that imports Dagster and the code location again:
         # 1.5-1.9 s and about 170 MB apiece (scripts/bench.py --dagster). Pools still apply.

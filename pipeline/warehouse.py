@@ -110,7 +110,7 @@ def storage_version(path: Path) -> int | None:
 
 class Warehouse:
     def __init__(self, path: Path, *, lock_timeout_seconds: float = 300.0,
-                 memory_limit: str = "256MB", threads: int = 2,
+                 memory_limit: str = "224MB", threads: int = 2,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.path = Path(path)
         self.lock_timeout_seconds = lock_timeout_seconds
@@ -246,13 +246,17 @@ class Warehouse:
 
     def replace_snapshot(self, con: duckdb.DuckDBPyConnection, table: str, day: date,
                          parquet: Path, *, requests: int, landing_version: str,
-                         fetched_at: datetime) -> int:
-        """Swap one day's snapshot of ``amplitude.<table>`` in, with its ledger row."""
+                         fetched_at: datetime,
+                         also: Callable[[int], None] | None = None) -> int:
+        """Swap one day's snapshot of ``amplitude.<table>`` in, with its ledger row; ``also``
+        records more in the same transaction (a cohort's downloads)."""
 
         def ledger(rows: int) -> None:
             con.execute(f"INSERT OR REPLACE INTO {SNAPSHOT_LOADS_TABLE} VALUES "
                         "(?, ?, ?, ?, ?, ?, ?)", [table, day, rows, requests, landing_version,
                                                   fetched_at, datetime.now(UTC)])
+            if also is not None:
+                also(rows)
 
         return self.replace_partition(con, f"amplitude.{table}", "snapshot_date", day, parquet,
                                       what=f"amplitude.{table} snapshot of {day}", record=ledger)
