@@ -13,20 +13,29 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol, Self
 from urllib.parse import urlsplit
 
 import httpx
+
+from pipeline.retry import (
+    HttpError,
+    RetriesExhausted,
+    RetryPolicy,
+    TransientError,
+    retry_after_seconds,
+)
+
+__all__ = ["ApiClient", "AuthError", "Credentials", "HttpError", "RequestGate", "RetriesExhausted",
+           "RetryPolicy", "Timeouts", "TransientError", "body_excerpt", "not_json", "open_gate",
+           "redact", "retry_after_seconds"]
 
 log = logging.getLogger(__name__)
 
@@ -34,35 +43,8 @@ MAX_REDIRECTS = 5
 USER_AGENT = "amplitude-warehouse/0.1"
 
 
-class HttpError(RuntimeError):
-    """A request failed for good; the message names the endpoint and the cause."""
-
-
 class AuthError(HttpError):
     """The credentials were refused (401/403): retrying cannot help."""
-
-
-class TransientError(HttpError):
-    """Worth another attempt: network trouble, 5xx, 429, a body cut short or unreadable."""
-
-    def __init__(self, message: str, *, status: int | None = None,
-                 retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 6
-    max_elapsed_seconds: float = 900.0
-    base_delay_seconds: float = 1.0
-    max_delay_seconds: float = 60.0
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Exponential backoff with jitter, so retrying clients do not stampede in step."""
-        ceiling = min(self.max_delay_seconds, self.base_delay_seconds * 2 ** (attempt - 1))
-        return rng.uniform(ceiling / 2, ceiling)
 
 
 @dataclass(frozen=True)
@@ -287,14 +269,6 @@ class ApiClient:
         return received
 
 
-class RetriesExhausted(HttpError):
-    """The retry budget ran out; ``last`` is the final transient cause."""
-
-    def __init__(self, message: str, *, last: TransientError) -> None:
-        super().__init__(message)
-        self.last = last
-
-
 def not_json(path: Path) -> str | None:
     """A ``check`` for JSON answers: why the file is not one JSON document, or None."""
     try:
@@ -326,26 +300,6 @@ def body_excerpt(response: httpx.Response, limit: int = 300) -> str:
         return response.read()[:limit].decode("utf-8", "replace").strip()
     except httpx.HTTPError:
         return "(body unreadable)"
-
-
-def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:
-    """Seconds to wait as the server asks (a number or an HTTP date); None when it is garbage,
-    so the caller falls back to its own backoff. The caller's time budget bounds it."""
-    raw = response.headers.get("Retry-After", "").strip()
-    if not raw:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(raw)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-        return max(seconds, 0.0)
-    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:

@@ -89,6 +89,7 @@ def write_records(con: duckdb.DuckDBPyConnection, sources: Sequence[Path], list_
         row = con.execute(f"COPY ({plan}) TO {sql.literal(str(out))} "
                           "(FORMAT parquet, COMPRESSION zstd)").fetchone()
     except duckdb.Error as error:
+        out.unlink(missing_ok=True)  # COPY leaves what it wrote before the bad record
         raise RecordsError(f"{what}: the answer does not fit its schema: "
                            f"{str(error).splitlines()[0]}") from error
     return int(row[0]) if row else 0

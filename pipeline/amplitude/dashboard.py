@@ -96,6 +96,7 @@ def write_daily_counts(con: duckdb.DuckDBPyConnection, files: dict[str, Path], s
         row = con.execute(f"COPY ({daily_counts_plan(files, snapshot, timezone)}) TO "
                           f"{sql.literal(str(out))} (FORMAT parquet, COMPRESSION zstd)").fetchone()
     except duckdb.Error as error:
+        out.unlink(missing_ok=True)
         raise RecordsError(f"{what}: a chart answer does not have the shape of Amplitude's "
                            f"charts: {str(error).splitlines()[0]}") from error
     return int(row[0]) if row else 0
