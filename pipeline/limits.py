@@ -214,9 +214,17 @@ class SqliteLimitStore(_SqlStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connect = partial(sqlite3.connect, path, timeout=busy_timeout_seconds,
                                 isolation_level=None)
-        with closing(self._connect()) as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+        deadline = time.monotonic() + busy_timeout_seconds
+        while True:  # switching a new file to WAL takes a lock the busy timeout does not wait for
+            try:
+                with closing(self._connect()) as db:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.executescript(SCHEMA)
+                break
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise LimitStoreError(f"limit store {self.path}: {error}") from error
+                time.sleep(0.05)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -423,3 +423,19 @@ def test_amplitude_rules_are_the_published_ones_and_every_endpoint_has_groups() 
     assert segmentation_cost(2, group_bys=1) == 10
     assert segmentation_cost(1, days=35) == 35
 
+
+
+def test_many_processes_may_open_a_fresh_store_at_once(tmp_path):
+    """Runs starting together all create the file. Two connections switching a new file to WAL
+    at once can get SQLITE_BUSY without the busy timeout (SQLite's deadlock avoidance), which
+    once failed a run here; the store retries it. A race: eight processes, three times."""
+    script = ("import sys, time; from pipeline.limits import SqliteLimitStore\n"
+              "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
+              "SqliteLimitStore(sys.argv[1])\n")
+    for attempt in range(3):
+        path, start = tmp_path / f"fresh-{attempt}.sqlite", time.time() + 1.5
+        processes = [subprocess.Popen([sys.executable, "-c", script, str(path), str(start)],
+                                      cwd=ROOT, stderr=subprocess.PIPE, text=True)
+                     for _ in range(8)]
+        errors = [p.communicate(timeout=60)[1] for p in processes]
+        assert [p.returncode for p in processes] == [0] * 8, errors
