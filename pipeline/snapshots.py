@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline import leftovers
 from pipeline.lake import Lake, day_partition
 
 
@@ -115,6 +116,7 @@ class Snapshots:
         """A staging path beside the day's Parquet file, renamed over it on success."""
         out = self.table_file(table, day)
         out.parent.mkdir(parents=True, exist_ok=True)
+        leftovers.sweep(out.parent.glob(f".{out.name}.*"))  # a killed run's staging
         staging = out.with_name(f".{out.name}.{datetime.now(UTC):%Y%m%d%H%M%S%f}.tmp")
         try:
             yield staging
