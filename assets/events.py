@@ -18,7 +18,7 @@ from pipeline.amplitude.export import fetch_windows
 from pipeline.amplitude.normalize import normalize_hour
 from pipeline.amplitude.schema import EVENT_COLUMNS
 from pipeline.hours import plan_windows
-from pipeline.warehouse import EVENTS_TABLE, LoadRecord
+from pipeline.warehouse import EVENTS_TABLE, LoadRecord, RowDropRefused
 from resources import AmplitudeExportResource, LakeResource, WarehouseResource
 
 RAW_EXPORT = dg.AssetKey(["amplitude", "raw_export"])
@@ -33,6 +33,12 @@ warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.Bet
 COLUMN_SCHEMA = dg.TableSchema(
     columns=[dg.TableColumn(c.name, c.duckdb_type) for c in EVENT_COLUMNS]
 )
+
+
+class LoadConfig(dg.Config):
+    """Run config of amplitude/events."""
+
+    accept_row_drops: bool = False  # load a re-fetch even if it holds far fewer rows (or none)
 
 
 def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
@@ -115,11 +121,14 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
         **common,
     )
     def events(
-        context: dg.AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource
+        context: dg.AssetExecutionContext, config: LoadConfig, lake: LakeResource,
+        warehouse: WarehouseResource,
     ) -> dg.MaterializeResult:
         store, target = lake.lake(), warehouse.warehouse()
         hours = run_hours(context)
         misfiled = duplicated = 0
+        refused: list[RowDropRefused] = []
+        drop_share = None if config.accept_row_drops else warehouse.max_row_drop_share
         with target.connect() as con:
             for hour in hours:
                 landed = store.landed(hour)
@@ -129,7 +138,13 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
                         f"upload hour {hour:%Y-%m-%dT%H} has no Parquet file at {parquet}: "
                         "materialize amplitude/events_parquet for it first")
                 # the landing's version and fetch time too (LoadRecord.from_landing)
-                record = target.replace_hour(con, parquet, LoadRecord.from_landing(landed))
+                try:
+                    record = target.replace_hour(con, parquet, LoadRecord.from_landing(landed),
+                                                 max_drop_share=drop_share)
+                except RowDropRefused as refusal:  # this hour keeps its rows; the rest load
+                    context.log.error(str(refusal))
+                    refused.append(refusal)
+                    continue
                 outside, repeats = con.execute(  # type: ignore[misc]  # aggregates: one row
                     f"SELECT count(*) FILTER (WHERE server_upload_time < _upload_hour OR "
                     f"server_upload_time >= _upload_hour + INTERVAL 1 HOUR), "
@@ -145,6 +160,12 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
                     "fetch_seconds": round(record.fetch_seconds, 3),
                     "load_seconds": round(record.load_seconds, 3),
                 }, partition_key=partition_key(hour))
+        if refused:  # not retried: the same fetch would be refused again
+            raise dg.Failure(
+                f"{len(refused)} upload hour(s) kept their loaded rows instead of a much smaller "
+                "fetch: " + "; ".join(str(r) for r in refused), allow_retries=False,
+                metadata={"hours_refused": len(refused),
+                          "rows_kept": sum(r.loaded for r in refused)})
         return dg.MaterializeResult(
             metadata={"dagster/column_schema": COLUMN_SCHEMA, "dagster/table_name": EVENTS_TABLE},
             check_results=[

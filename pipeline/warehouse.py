@@ -57,6 +57,14 @@ class WarehouseLocked(WarehouseError):
     pass
 
 
+class RowDropRefused(WarehouseError):
+    """A load that would replace an hour's rows with far fewer; nothing was changed."""
+
+    def __init__(self, message: str, *, loaded: int, fetched: int) -> None:
+        super().__init__(message)
+        self.loaded, self.fetched = loaded, fetched
+
+
 REBUILD_COMMAND = "python -m pipeline.rebuild --warehouse {path} --lake LAKE_ROOT"
 
 
@@ -219,18 +227,23 @@ class Warehouse:
 
     def replace_partition(self, con: duckdb.DuckDBPyConnection, table: str, column: str,
                           value: object, parquet: Path, *, what: str,
-                          record: Callable[[int], None] | None = None) -> int:
+                          record: Callable[[int], None] | None = None,
+                          guard: Callable[[int, int], None] | None = None) -> int:
         """Swap the rows of ``table`` whose ``column`` is ``value`` for those of ``parquet``, in
-        one transaction; ``record(rows)`` writes the partition's ledger row inside it.
+        one transaction; ``record(rows)`` writes the partition's ledger row inside it, and
+        ``guard(rows_now, rows_in_file)`` may refuse the swap before anything is deleted.
 
         Every row of the file must belong to the partition, so a file written for another one
         can never slip in; re-running leaves exactly the same rows; a failure leaves the old ones.
         """
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(f"DELETE FROM {table} WHERE {column} = ?", [value])
             in_file = _one(con.execute(
                 "SELECT count(*) FROM read_parquet(?, hive_partitioning = false)", [str(parquet)]))
+            if guard is not None:
+                guard(_one(con.execute(f"SELECT count(*) FROM {table} WHERE {column} = ?",
+                                       [value])), in_file)
+            con.execute(f"DELETE FROM {table} WHERE {column} = ?", [value])
             inserted = _one(con.execute(insert_partition(table, column), [str(parquet), value]))
             if inserted != in_file:
                 raise WarehouseError(f"{what}: {parquet} holds {in_file} rows, only {inserted} "
@@ -262,10 +275,24 @@ class Warehouse:
                                       what=f"amplitude.{table} snapshot of {day}", record=ledger)
 
     def replace_hour(self, con: duckdb.DuckDBPyConnection, parquet: Path,
-                     record: LoadRecord) -> LoadRecord:
-        """Swap one upload hour in with its ledger row; return the row as written."""
+                     record: LoadRecord, *, max_drop_share: float | None = None) -> LoadRecord:
+        """Swap one upload hour in with its ledger row; return the row as written.
+
+        With ``max_drop_share``, an hour whose new file holds fewer rows than that share below
+        what is loaded is refused (``RowDropRefused``) and keeps its rows: an empty or short
+        re-fetch (a 404, an empty archive) must never silently replace loaded events.
+        """
         started = time.monotonic()
         written: list[LoadRecord] = []
+        hour = record.upload_hour
+
+        def guard(loaded: int, fetched: int) -> None:
+            if max_drop_share is not None and loaded and fetched < loaded * (1 - max_drop_share):
+                raise RowDropRefused(
+                    f"upload hour {hour:%Y-%m-%dT%H}: the new fetch holds {fetched} rows where "
+                    f"{loaded} are loaded (a drop past {max_drop_share:.0%}); the loaded rows are "
+                    "kept. If Amplitude really holds fewer now, re-run with run config "
+                    "accept_row_drops: true", loaded=loaded, fetched=fetched)
 
         def ledger(rows: int) -> None:
             row = replace(record, rows=rows, load_seconds=time.monotonic() - started,
@@ -273,9 +300,9 @@ class Warehouse:
             con.execute(INSERT_LOAD, [getattr(row, name) for name in _LOADS_COLUMNS])
             written.append(row)
 
-        self.replace_partition(con, EVENTS_TABLE, "_upload_hour", record.upload_hour, parquet,
-                               what=f"upload hour {record.upload_hour:%Y-%m-%dT%H}",
-                               record=ledger)
+        self.replace_partition(con, EVENTS_TABLE, "_upload_hour", hour, parquet,
+                               what=f"upload hour {hour:%Y-%m-%dT%H}", record=ledger,
+                               guard=guard)
         return written[0]
 
 

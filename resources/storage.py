@@ -29,6 +29,8 @@ class WarehouseResource(dg.ConfigurableResource):
     # hour (the load's memory grows by ~13 bytes a row beyond the limit); 384 MB loads a 1M-event
     # hour faster but peaks past 512 MB (README, Performance).
     memory_limit: str = "224MB"
+    # A re-fetch holding this share fewer rows than loaded (an empty one too) is refused.
+    max_row_drop_share: float = 0.1
 
     def warehouse(self) -> Warehouse:
         return Warehouse(Path(self.path), lock_timeout_seconds=self.lock_timeout_seconds,

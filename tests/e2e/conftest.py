@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -47,13 +47,15 @@ class Project:
             "AMPLITUDE_START": f"{DAY - timedelta(days=1):%Y-%m-%dT%H}",
             "WAREHOUSE_PATH": str(self.root / "warehouse.duckdb"),
             "LAKE_ROOT": str(self.root / "lake"),
+            **self.extra_env,
         }
 
     def defs(self) -> dg.Definitions:
         return build_defs(Settings.from_env(self.env))
 
     def materialize(self, first: datetime, last: datetime | None = None,
-                    raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+                    raise_on_error: bool = True,
+                    run_config: dict | None = None) -> dg.ExecuteInProcessResult:
         defs = self.defs()
         tags = {}
         if last is not None:
@@ -62,10 +64,11 @@ class Project:
         return dg.materialize(
             event_assets(defs), resources=defs.resources, instance=self.instance,
             partition_key=None if last is not None else partition_key(first), tags=tags,
-            raise_on_error=raise_on_error,
+            raise_on_error=raise_on_error, run_config=run_config,
         )
 
     instance: dg.DagsterInstance | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def lake(self) -> AmplitudeLake:

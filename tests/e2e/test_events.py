@@ -197,3 +197,29 @@ def test_a_week_backfill_costs_seven_export_requests(project):
         assert con.execute("SELECT count(*) FROM amplitude._loads").fetchone() == (168,)
         loaded = con.execute("SELECT count(*) FROM amplitude.events").fetchone()[0]
     assert loaded == sum(project.sim.hour_count(first + i * H) for i in range(168))
+
+
+def test_an_empty_refetch_keeps_the_loaded_rows_and_fails_only_that_hour(project):
+    project.extra_env["AMPLITUDE_MAX_WINDOW_HOURS"] = "1"  # one request an hour
+    first, second = BUSY, BUSY + H
+    project.materialize(first, second)
+    loaded = {h: project.sim.hour_count(h) for h in (first, second)}
+    project.sim.inject(Fault.status(404))  # the re-fetch of the first hour answers "no data"
+    result = project.materialize(first, second, raise_on_error=False)
+    assert not result.success
+    failure = str(result.all_events)
+    assert (f"upload hour {first:%Y-%m-%dT%H}: the new fetch holds 0 rows where "
+            f"{loaded[first]} are loaded") in failure and "accept_row_drops" in failure
+    with project.warehouse() as con:
+        kept = dict(con.execute("SELECT _upload_hour, count(*) FROM amplitude.events "
+                                "GROUP BY 1").fetchall())
+        ledger = dict(con.execute("SELECT upload_hour, rows FROM amplitude._loads").fetchall())
+    assert kept == loaded == ledger  # nothing lost; the second hour re-loaded as before
+    # The operator accepts that Amplitude holds nothing for the hour now.
+    project.sim.inject(Fault.status(404))
+    accepted = project.materialize(first, run_config={"ops": {"amplitude__events": {
+        "config": {"accept_row_drops": True}}}})
+    assert accepted.success
+    with project.warehouse() as con:
+        assert con.execute("SELECT count(*) FROM amplitude.events WHERE _upload_hour = ?",
+                           [first]).fetchone() == (0,)
