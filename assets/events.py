@@ -7,6 +7,7 @@ one body serves a single hour and a backfilled range; figures are reported per h
 """
 
 
+import contextlib
 import warnings
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +19,7 @@ from pipeline.amplitude.export import fetch_windows
 from pipeline.amplitude.normalize import normalize_hour
 from pipeline.amplitude.schema import EVENT_COLUMNS
 from pipeline.hours import plan_windows
-from pipeline.warehouse import EVENTS_TABLE, LoadRecord, RowDropRefused
+from pipeline.warehouse import EVENTS_TABLE, LoadRecord, RowDropRefused, WarehouseLocked
 from resources import AmplitudeExportResource, LakeResource, WarehouseResource
 
 RAW_EXPORT = dg.AssetKey(["amplitude", "raw_export"])
@@ -105,9 +106,6 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
 
     @dg.asset(
         key=EVENTS, deps=[EVENTS_PARQUET], pool=WAREHOUSE_POOL, kinds={"duckdb"},
-        # A warehouse held open past the lock timeout fails the attempt, not the hour for good.
-        retry_policy=dg.RetryPolicy(max_retries=3, delay=60, backoff=dg.Backoff.EXPONENTIAL,
-                                    jitter=dg.Jitter.PLUS_MINUS),
         description=f"{EVENTS_TABLE} in the DuckDB warehouse; each upload hour swapped in one "
         "transaction and recorded in amplitude._loads.",
         check_specs=[
@@ -129,7 +127,13 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
         misfiled = duplicated = 0
         refused: list[RowDropRefused] = []
         drop_share = None if config.accept_row_drops else warehouse.max_row_drop_share
-        with target.connect() as con:
+        stack = contextlib.ExitStack()
+        try:
+            con = stack.enter_context(target.connect())
+        except WarehouseLocked as error:
+            # Only a held lock is worth another attempt; a wrong layout or a missing file is not.
+            raise dg.RetryRequested(max_retries=3, seconds_to_wait=60) from error
+        with stack:
             for hour in hours:
                 landed = store.landed(hour)
                 parquet = store.events_file(hour)

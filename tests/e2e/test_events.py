@@ -4,6 +4,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import duckdb
 import pytest
 
 from assets.events import EVENTS, EVENTS_PARQUET, RAW_EXPORT
@@ -223,3 +224,14 @@ def test_an_empty_refetch_keeps_the_loaded_rows_and_fails_only_that_hour(project
     with project.warehouse() as con:
         assert con.execute("SELECT count(*) FROM amplitude.events WHERE _upload_hour = ?",
                            [first]).fetchone() == (0,)
+
+
+def test_a_permanent_load_error_fails_at_once_without_retries(project):
+    project.materialize(BUSY)
+    with duckdb.connect(str(project.root / "warehouse.duckdb")) as con:  # edited by hand: no
+        con.execute("ALTER TABLE amplitude.events ADD COLUMN by_hand INTEGER")  # retry can fix
+    result = project.materialize(BUSY, raise_on_error=False)
+    assert not result.success
+    kinds = [e.event_type_value for e in result.all_events]
+    assert "STEP_UP_FOR_RETRY" not in kinds
+    assert "unexpected ['by_hand']" in str(result.all_events)
