@@ -6,29 +6,15 @@ and secret key as HTTP Basic auth on the region's host, so one client serves the
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from typing import Any
 
-from pipeline.http import ApiClient, Credentials, RequestGate, RetryPolicy, Timeouts, open_gate
+from pipeline.http import ApiClient, Credentials
 
 CREDENTIAL_VARIABLES = "AMPLITUDE_API_KEY and AMPLITUDE_SECRET_KEY"
 
 
 class AmplitudeClient(ApiClient):
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str,
-        secret_key: str,
-        *,
-        region: str = "us",
-        timeouts: Timeouts = Timeouts(),
-        retry: RetryPolicy = RetryPolicy(),
-        gate: RequestGate = open_gate,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        seed: int | None = None,
-    ) -> None:
+    def __init__(self, base_url: str, api_key: str, secret_key: str, **options: Any) -> None:
+        """``options`` are ``ApiClient``'s: region, timeouts, retry, gate, sleep, clock, seed."""
         super().__init__(base_url, Credentials(api_key, secret_key, CREDENTIAL_VARIABLES),
-                         region=region, timeouts=timeouts, retry=retry, gate=gate, sleep=sleep,
-                         clock=clock, seed=seed)
+                         **options)
