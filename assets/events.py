@@ -59,6 +59,7 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
         context: dg.AssetExecutionContext, amplitude: AmplitudeExportResource, lake: LakeResource
     ) -> dg.MaterializeResult:
         store = lake.lake()
+        store.tidy("amplitude", "export")
         windows = plan_windows(run_hours(context), amplitude.max_window_hours,
                                now=datetime.now(UTC), lag_hours=amplitude.lag_hours)
         context.log.info(f"{len(windows)} export window(s): {', '.join(map(str, windows))}")

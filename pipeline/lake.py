@@ -13,7 +13,9 @@ table with one glob.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 import os
 import shutil
 import time
@@ -101,6 +103,20 @@ class Lake:
             superseded_at = int(successor[1:].split("-")[0])
             if name != keep and now - superseded_at > self.superseded_grace_seconds * 1e9:
                 shutil.rmtree(folder / name, ignore_errors=True)
+
+    def tidy(self, source: str, dataset: str) -> int:
+        """Housekeeping that must not wait for a partition to be landed again: prune every
+        partition's versions past their grace period, and sweep the staging folders and manifest
+        temporaries a killed run left (older than ``leftovers.MAX_AGE_SECONDS``). Returns the
+        partitions looked at."""
+        seen = 0
+        for manifest in (self.root / "landing" / source / dataset).glob(f"**/{MANIFEST}"):
+            folder = manifest.parent
+            seen += 1
+            with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+                self._prune(folder, keep=str(json.loads(manifest.read_text())["version"]))
+            leftovers.sweep([*folder.glob(".staging-*"), *folder.glob(f".{MANIFEST}.*.tmp")])
+        return seen
 
     @staticmethod
     def manifest(folder: Path) -> str | None:

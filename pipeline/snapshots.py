@@ -103,6 +103,7 @@ class Snapshots:
             return existing, False
         if existing is not None and not refetch:
             return existing, False
+        self.lake.tidy(self.source, dataset)
         folder = self.folder(dataset, day)
         with self.lake.new_version(folder) as (version, staged):
             got = fetch(staged)

@@ -149,3 +149,29 @@ def test_scratch_sweeps_a_killed_runs_folder_but_not_a_running_ones(tmp_path):
     with lake.scratch() as mine:
         assert sorted(p.name for p in mine.parent.iterdir()) == sorted(["alive", mine.name])
     assert not mine.exists()
+
+
+def test_tidying_prunes_superseded_versions_and_a_killed_runs_leftovers_of_every_hour(tmp_path):
+    """Not only when an hour is landed again: a run of any hours tidies all of them."""
+    window = ExportWindow(datetime(2026, 3, 1, 9, tzinfo=UTC), datetime(2026, 3, 1, 9, tzinfo=UTC))
+    archive = make_zip(tmp_path / "1.zip", ["636686_2026-03-01_9#0.json.gz"], folder=False)
+    lake = Lake(tmp_path / "lake")  # the default grace: nothing is pruned while landing
+    for _ in range(2):
+        lake.land(Download(window, archive, archive.stat().st_size, 1, 0.5))
+    folder = lake.landing_dir(window.first_hour)
+    current = lake.landed(window.first_hour).version
+    staging, temporary = folder / ".staging-vdead", folder / "._manifest.json.dead.tmp"
+    staging.mkdir()
+    temporary.write_text("{")
+    fresh = folder / ".staging-vlive"  # a running run's: too young to sweep
+    fresh.mkdir()
+    day_ago = time.time() - 25 * 3600
+    for path in (staging, temporary):
+        os.utime(path, (day_ago, day_ago))
+    assert len([p for p in folder.iterdir() if p.name.startswith("v")]) == 2
+    later = Lake(tmp_path / "lake", superseded_grace_seconds=0)  # as if the grace had passed
+    assert later.tidy("amplitude", "export") == 1
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [current, "_manifest.json", ".staging-vlive"])
+    assert [p.name for p in lake.member_paths(lake.landed(window.first_hour))] == [
+        "636686_2026-03-01_9#0.json.gz"]
