@@ -96,7 +96,9 @@ class ApiClient:
     ) -> None:
         if not credentials.username or not credentials.password:
             raise AuthError(f"{credentials.variables} must both be set (region {region!r})")
-        self.base_url = base_url.rstrip("/")
+        # Credentials travel only as the Authorization header: a user:password@ in the base URL
+        # would be logged with every request (httpx logs URLs) and is dropped here.
+        self.base_url = redact(base_url).rstrip("/")
         self.region = region
         self.retry = retry
         self.credentials_named = credentials.variables
@@ -122,7 +124,7 @@ class ApiClient:
         self._anonymous.close()
 
     def where(self, what: str) -> str:
-        return f"{what} from {redact(self.base_url)} (region {self.region!r})"
+        return f"{what} from {self.base_url} (region {self.region!r})"
 
     def with_retries(self, what: str, attempt: Callable[[float], Any]) -> tuple[Any, int, float]:
         """Run ``attempt(deadline)`` until it stops raising ``TransientError`` or the budget ends.

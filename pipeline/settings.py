@@ -19,6 +19,10 @@ REGION_HOSTS = {
     "eu": "https://analytics.eu.amplitude.com",
 }
 DEFAULT_START = "2026-01-01T00"
+# Every credential the project reads from the environment (a base URL may carry one too, as
+# user:password@). tests/e2e/test_secrets.py proves none appears in a log line, a Dagster event,
+# metadata, an error or a file; a source or store that adds a credential adds it here.
+CREDENTIALS = ("AMPLITUDE_API_KEY", "AMPLITUDE_SECRET_KEY")
 MAX_EXPORT_HOURS = 365 * 24  # the longest range one export request may span
 
 
