@@ -142,7 +142,6 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
                     raise FileNotFoundError(
                         f"upload hour {hour:%Y-%m-%dT%H} has no Parquet file at {parquet}: "
                         "materialize amplitude/events_parquet for it first")
-                # the landing's version and fetch time too (LoadRecord.from_landing)
                 try:
                     record = target.replace_hour(con, parquet, LoadRecord.from_landing(landed),
                                                  max_drop_share=drop_share)

@@ -53,10 +53,6 @@ class Lake:
     def table_file(self, source: str, table: str, partition: str) -> Path:
         return self.root / source / table / partition / f"{table.rsplit('/', 1)[-1]}.parquet"
 
-    def table_glob(self, source: str, table: str) -> str:
-        """Every partition's file of a table, for ``read_parquet``."""
-        return str(self.root / source / table / "**" / "*.parquet")
-
     @contextmanager
     def scratch(self) -> Iterator[Path]:
         """A private folder on the lake's file system, removed afterwards whatever happens.

@@ -16,6 +16,7 @@ import duckdb
 
 from pipeline import sql
 from pipeline.amplitude.client import AmplitudeClient
+from pipeline.amplitude.rate_limits import segmentation_cost
 from pipeline.http import not_json
 from pipeline.records import MAX_DOCUMENT_BYTES, Field, RecordsError
 from pipeline.snapshots import Fetch
@@ -58,9 +59,8 @@ def fetch_daily_counts(client: AmplitudeClient, staged: Path, *, first: date, la
     asks = {
         "active_users": ("/api/2/users", {**window, "m": "active"}, 1.0),
         "new_users": ("/api/2/users", {**window, "m": "new"}, 1.0),
-        # Segmentation costs one per event type asked for per day here (seed 001's cost model).
         "events": ("/api/2/events/segmentation", {**window, "e": ALL_EVENTS, "m": "totals"},
-                   float(days)),
+                   segmentation_cost(1, days=days)),
     }
     got = Fetch(list(COUNT_FILES.values()),
                 details={"first_day": first.isoformat(), "last_day": last.isoformat(),

@@ -37,7 +37,6 @@ ENDPOINT_GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "taxonomy": (TAXONOMY,),
 })
 
-TAXONOMY_COST = MappingProxyType({"GET": 1.0, "POST": 2.0, "PUT": 2.0, "DELETE": 2.0})
 
 
 def amplitude_rules(overrides: Mapping[str, Rule] | None = None, *,

@@ -124,16 +124,3 @@ def arrow_schema() -> pa.Schema:
         JSON: pa.json_(pa.string()),
     }
     return pa.schema([pa.field(c.name, types[c.duckdb_type]) for c in EVENT_COLUMNS])
-
-
-# Wide bags that differ on nearly every row: DuckDB's default string compression spends most of a
-# load analysing them and keeps them 3x larger than zstd does (1M events: 107 MB vs 37 MB).
-ZSTD_IN_TABLE = frozenset({"event_properties", "user_properties"})
-
-
-def duckdb_table_columns() -> str:
-    return ",\n    ".join(
-        f'"{c.name}" {c.duckdb_type}'
-        + (" USING COMPRESSION zstd" if c.name in ZSTD_IN_TABLE else "")
-        for c in EVENT_COLUMNS
-    )
