@@ -37,6 +37,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
                 max_window_hours=settings.max_window_hours,
                 limits_path=str(settings.limits_path),
                 rate_limits=settings.rate_limits,
+                refetch_after_hours=settings.refetch_after_hours,
             ),
             "lake": LakeResource(root=str(settings.lake_root)),
             "warehouse": WarehouseResource(path=str(settings.warehouse_path)),

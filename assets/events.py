@@ -9,16 +9,18 @@ one body serves a single hour and a backfilled range; figures are reported per h
 
 import contextlib
 import warnings
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
 
 from assets.partitions import partition_key, run_hours
-from pipeline.amplitude.export import fetch_windows
-from pipeline.amplitude.normalize import normalize_hour
+from pipeline.amplitude.fetching import HourRefused, fetch_and_land, hours_to_fetch
+from pipeline.amplitude.landing import LandedHour
+from pipeline.amplitude.normalize import NormalizeError, normalize_hour
+from pipeline.amplitude.refusals import Refusal, Refusals, loadable
 from pipeline.amplitude.schema import EVENT_COLUMNS
-from pipeline.hours import plan_windows
+from pipeline.lake import LakeError
 from pipeline.warehouse import EVENTS_TABLE, LoadRecord, RowDropRefused, WarehouseLocked
 from resources import AmplitudeExportResource, LakeResource, WarehouseResource
 
@@ -36,10 +38,27 @@ COLUMN_SCHEMA = dg.TableSchema(
 )
 
 
+class FetchConfig(dg.Config):
+    """Run config of amplitude/raw_export."""
+
+    refetch: bool = False  # fetch every hour again, even one landed less than refetch_after ago
+
+
 class LoadConfig(dg.Config):
     """Run config of amplitude/events."""
 
     accept_row_drops: bool = False  # load a re-fetch even if it holds far fewer rows (or none)
+
+
+def _refused_hours(context: dg.AssetExecutionContext, stage: str, refused: list[str],
+                   hours: int) -> None:
+    """A stage fails itself only when no hour is left for the next; otherwise the load, the
+    last stage, names every bad hour in its failure."""
+    if refused and len(refused) == hours:
+        raise dg.Failure(f"{stage}: every upload hour of the run failed: " + "; ".join(refused),
+                         allow_retries=False)
+    for line in refused:
+        context.log.error(line)
 
 
 def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
@@ -52,31 +71,50 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
     @dg.asset(
         key=RAW_EXPORT, pool=EXPORT_POOL, kinds={"amplitude", "file"},
         description="The export archive's gzip members, byte for byte, one landing folder per "
-        "upload hour. Fetched in windows of up to max_window_hours; oversized windows halve.",
+        "upload hour. Fetched in windows of up to max_window_hours; oversized windows halve, and "
+        "so do windows whose archive stays damaged, until the bad hours stand alone.",
         **common,
     )
     def raw_export(
-        context: dg.AssetExecutionContext, amplitude: AmplitudeExportResource, lake: LakeResource
+        context: dg.AssetExecutionContext, config: FetchConfig,
+        amplitude: AmplitudeExportResource, lake: LakeResource,
     ) -> dg.MaterializeResult:
         store = lake.lake()
         store.tidy("amplitude", "export")
-        windows = plan_windows(run_hours(context), amplitude.max_window_hours,
-                               now=datetime.now(UTC), lag_hours=amplitude.lag_hours)
-        context.log.info(f"{len(windows)} export window(s): {', '.join(map(str, windows))}")
+        now, hours = datetime.now(UTC), run_hours(context)
+        fetch, reuse = hours_to_fetch(store, hours, now=now, refetch=config.refetch,
+                                      refetch_after=timedelta(hours=amplitude.refetch_after_hours))
+        for landed in reuse:
+            context.add_asset_metadata({
+                "reused_landing": landed.version,
+                "landing_age_hours": round((now - landed.fetched_at).total_seconds() / 3600, 2),
+            }, partition_key=partition_key(landed.upload_hour))
+        if reuse:
+            context.log.info(f"{len(reuse)} hour(s) landed less than "
+                             f"{amplitude.refetch_after_hours} h ago are not fetched again "
+                             "(run config refetch: true fetches them)")
+        refused: list[str] = []
         with amplitude.client() as client, store.scratch() as scratch:
-            for download in fetch_windows(client, windows, scratch):
-                for landed in store.land(download):
-                    context.add_asset_metadata({
-                        "archive_members": len(landed.members),
-                        "bytes_downloaded": landed.member_bytes,
-                        "requests": round(landed.requests, 3),
-                        "window_requests": landed.window_requests,
-                        "window_hours": landed.window_hours,
-                        "fetch_seconds": round(landed.fetch_seconds, 3),
-                        "request_window": landed.request_window,
-                    }, partition_key=partition_key(landed.upload_hour))
-                if download.path is not None:
-                    download.path.unlink()
+            for outcome in fetch_and_land(client, store, fetch, scratch, now=now,
+                                          max_window_hours=amplitude.max_window_hours,
+                                          lag_hours=amplitude.lag_hours, run_id=context.run.run_id):
+                if isinstance(outcome, HourRefused):
+                    refused.append(str(outcome.refusal))
+                    context.add_asset_metadata({"refused": outcome.refusal.cause},
+                                               partition_key=partition_key(
+                                                   outcome.refusal.upload_hour))
+                    continue
+                landed = outcome.landed
+                context.add_asset_metadata({
+                    "archive_members": len(landed.members),
+                    "bytes_downloaded": landed.member_bytes,
+                    "requests": round(landed.requests, 3),
+                    "window_requests": landed.window_requests,
+                    "window_hours": landed.window_hours,
+                    "fetch_seconds": round(landed.fetch_seconds, 3),
+                    "request_window": landed.request_window,
+                }, partition_key=partition_key(landed.upload_hour))
+        _refused_hours(context, "amplitude/raw_export", refused, len(hours))
         return dg.MaterializeResult()  # figures are per hour, above; a range total would repeat
 
     @dg.asset(
@@ -88,13 +126,31 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
     def events_parquet(
         context: dg.AssetExecutionContext, lake: LakeResource
     ) -> dg.MaterializeResult:
-        store = lake.lake()
-        for hour in run_hours(context):
-            landed = store.landed(hour)
-            result = normalize_hour(
-                store.member_paths(landed), hour, store.events_file(hour), lake.limits(),
-                member_names={m.file: m.name for m in landed.members},
-            )
+        store, hours = lake.lake(), run_hours(context)
+        refusals = Refusals(store)
+        refused: list[str] = []
+        for hour in hours:
+            fetch = refusals.get(hour, "fetch")
+            if fetch is not None and fetch.run_id == context.run.run_id:
+                refused.append(str(fetch))  # nothing new to read; the load names it
+                continue
+            landed: LandedHour | None = None
+            try:
+                landed = store.landed(hour)
+                result = normalize_hour(
+                    store.member_paths(landed), hour, store.events_file(hour), lake.limits(),
+                    member_names={m.file: m.name for m in landed.members},
+                    landing_version=landed.version,
+                )
+            except (NormalizeError, LakeError) as error:
+                refusal = Refusal(hour, "normalize", str(error), context.run.run_id,
+                                  landing_version=landed.version if landed else None)
+                refusals.record(refusal)
+                refused.append(str(refusal))
+                context.add_asset_metadata({"refused": str(error)},
+                                           partition_key=partition_key(hour))
+                continue
+            refusals.clear(hour, "normalize")
             context.add_asset_metadata({
                 "dagster/row_count": result.rows,
                 "parquet_bytes": result.bytes,
@@ -103,6 +159,7 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
                 "normalize_plan": result.plan,
                 "path": dg.MetadataValue.path(str(result.path)),
             }, partition_key=partition_key(hour))
+        _refused_hours(context, "amplitude/events_parquet", refused, len(hours))
         return dg.MaterializeResult(metadata={"dagster/column_schema": COLUMN_SCHEMA})
 
     @dg.asset(
@@ -126,7 +183,8 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
         store, target = lake.lake(), warehouse.warehouse()
         hours = run_hours(context)
         misfiled = duplicated = 0
-        refused: list[RowDropRefused] = []
+        failed: list[str] = []
+        loaded: dict[str, dict[str, Any]] = {}
         drop_share = None if config.accept_row_drops else warehouse.max_row_drop_share
         stack = contextlib.ExitStack()
         try:
@@ -136,18 +194,16 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
             raise dg.RetryRequested(max_retries=3, seconds_to_wait=60) from error
         with stack:
             for hour in hours:
-                landed = store.landed(hour)
-                parquet = store.events_file(hour)
-                if not parquet.exists():
-                    raise FileNotFoundError(
-                        f"upload hour {hour:%Y-%m-%dT%H} has no Parquet file at {parquet}: "
-                        "materialize amplitude/events_parquet for it first")
+                landed = loadable(store, hour, context.run.run_id)
+                if isinstance(landed, str):
+                    failed.append(f"upload hour {hour:%Y-%m-%dT%H}: {landed}")
+                    continue
                 try:
-                    record = target.replace_hour(con, parquet, LoadRecord.from_landing(landed),
+                    record = target.replace_hour(con, store.events_file(hour),
+                                                 LoadRecord.from_landing(landed),
                                                  max_drop_share=drop_share)
                 except RowDropRefused as refusal:  # this hour keeps its rows; the rest load
-                    context.log.error(str(refusal))
-                    refused.append(refusal)
+                    failed.append(str(refusal))
                     continue
                 outside, repeats = con.execute(  # type: ignore[misc]  # aggregates: one row
                     f"SELECT count(*) FILTER (WHERE server_upload_time < _upload_hour OR "
@@ -156,20 +212,26 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
                     "WHERE _upload_hour = ?", [hour]).fetchone()
                 misfiled += outside
                 duplicated += repeats
-                context.add_asset_metadata({
+                loaded[partition_key(hour)] = {
                     "dagster/row_count": record.rows,
                     "bytes_downloaded": record.bytes_downloaded,
                     "archive_members": record.archive_members,
                     "requests": round(landed.requests, 3),
                     "fetch_seconds": round(record.fetch_seconds, 3),
                     "load_seconds": round(record.load_seconds, 3),
-                }, partition_key=partition_key(hour))
-        if refused:  # not retried: the same fetch would be refused again
+                }
+        if failed:
+            # Dagster marks a failed step's whole range failed unless each loaded hour says it
+            # was materialized (dagster-io/dagster#17836), so the loaded hours do, one by one.
+            for key, metadata in loaded.items():
+                context.log_event(dg.AssetMaterialization(EVENTS, partition=key,
+                                                          metadata=metadata))
             raise dg.Failure(
-                f"{len(refused)} upload hour(s) kept their loaded rows instead of a much smaller "
-                "fetch: " + "; ".join(str(r) for r in refused), allow_retries=False,
-                metadata={"hours_refused": len(refused),
-                          "rows_kept": sum(r.loaded for r in refused)})
+                f"{len(failed)} of {len(hours)} upload hour(s) not loaded (the other "
+                f"{len(loaded)} are): " + "; ".join(failed), allow_retries=False,
+                metadata={"hours_failed": len(failed), "hours_loaded": len(loaded)})
+        for key, metadata in loaded.items():
+            context.add_asset_metadata(metadata, partition_key=key)
         return dg.MaterializeResult(
             metadata={"dagster/column_schema": COLUMN_SCHEMA, "dagster/table_name": EVENTS_TABLE},
             check_results=[

@@ -76,6 +76,9 @@ class Settings:
     cohort_quota_share: float = 0.8
     limits_path: Path = Path("data/.limits.sqlite")
     rate_limits: str | None = None  # JSON overriding limit groups (pipeline/amplitude/rate_limits)
+    refetch_after_hours: int = 24  # a re-run fetches again only landings older than this
+    settle_hours: int = 24  # the late-data re-fetch takes an hour again this long after it
+    rejects: str = "fail"  # or "quarantine": malformed lines go to amplitude._rejects
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -106,7 +109,17 @@ class Settings:
                              or Path(env.get("WAREHOUSE_PATH") or "data/warehouse.duckdb").parent
                              / ".limits.sqlite"),
             rate_limits=env.get("AMPLITUDE_RATE_LIMITS", "").strip() or None,
+            refetch_after_hours=_int(env, "AMPLITUDE_REFETCH_AFTER_HOURS", 24, minimum=0),
+            settle_hours=_int(env, "AMPLITUDE_SETTLE_HOURS", 24, minimum=1, maximum=24 * 30),
+            rejects=_choice(env, "AMPLITUDE_REJECTS", ("fail", "quarantine")),
         )
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip().lower() or choices[0]
+    if raw not in choices:
+        raise SettingsError(f"{name}={raw!r} is not one of {', '.join(choices)}")
+    return raw
 
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:

@@ -31,6 +31,8 @@ class AmplitudeExportResource(dg.ConfigurableResource):
     rate_limits: str | None = Field(default=None, description=(
         "JSON replacing limit groups (AMPLITUDE_RATE_LIMITS); unset: Amplitude's published ones"))
     limit_wait_seconds: float = 300.0
+    refetch_after_hours: int = Field(default=24, description=(
+        "a re-run reuses landings younger than this (AMPLITUDE_REFETCH_AFTER_HOURS)"))
 
     def limiter(self) -> Limiter:
         overrides = overrides_from_json(self.rate_limits) if self.rate_limits else None

@@ -43,6 +43,7 @@ _KNOWN_KEY_LIST = sql.literal_list(c.key for c in EXPORT_COLUMNS)
 _STRUCT = json.dumps({c.key: c.duckdb_type for c in EXPORT_COLUMNS})
 _STRUCT_TYPE = "STRUCT(" + ", ".join(f'"{c.key}" {c.duckdb_type}' for c in EXPORT_COLUMNS) + ")"
 _NOT_AN_OBJECT = "error('a line is not a JSON object: ' || {line})"
+LANDING_VERSION_KEY = "landing_version"  # Parquet key-value metadata: which fetch the rows are
 
 
 class NormalizeError(ValueError):
@@ -147,13 +148,25 @@ def connect_engine(limits: EngineLimits, spill: Path) -> duckdb.DuckDBPyConnecti
     return con
 
 
-def copy_statement(plan: str, out: Path) -> str:
+def copy_statement(plan: str, out: Path, landing_version: str | None = None) -> str:
+    kv = (f", KV_METADATA {{{LANDING_VERSION_KEY}: {sql.literal(landing_version)}}}"
+          if landing_version else "")
     return (f"COPY ({plan}) TO {sql.literal(str(out))} (FORMAT parquet, COMPRESSION zstd, "
-            f"COMPRESSION_LEVEL {ZSTD_LEVEL}, ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
+            f"COMPRESSION_LEVEL {ZSTD_LEVEL}, ROW_GROUP_SIZE {ROW_GROUP_ROWS}{kv})")
 
 
-def _copy(con: duckdb.DuckDBPyConnection, plan: str, out: Path) -> int:
-    result = con.execute(copy_statement(plan, out)).fetchone()
+def landing_version_of(parquet: Path) -> str | None:
+    """The landing version an hour's Parquet file was built from (None: written before files
+    recorded it)."""
+    with duckdb.connect(config=engine.offline_config()) as con:
+        row = con.execute("SELECT value::VARCHAR FROM parquet_kv_metadata(?) WHERE key = ?",
+                          [str(parquet), LANDING_VERSION_KEY]).fetchone()
+    return str(row[0]) if row else None
+
+
+def _copy(con: duckdb.DuckDBPyConnection, plan: str, out: Path,
+          landing_version: str | None = None) -> int:
+    result = con.execute(copy_statement(plan, out, landing_version)).fetchone()
     return int(result[0]) if result else 0
 
 
@@ -164,10 +177,13 @@ def normalize_hour(
     limits: EngineLimits = EngineLimits(),
     *,
     member_names: Mapping[str, str] | None = None,
+    landing_version: str | None = None,
 ) -> NormalizedHour:
     """Write ``out`` atomically: a temporary file in the same folder, then a rename.
 
-    ``member_names`` maps a member's file name to its name in the archive, for ``_source_member``.
+    ``member_names`` maps a member's file name to its name in the archive, for ``_source_member``;
+    ``landing_version`` goes into the file's metadata, so a load can tell a file built from the
+    hour's current landing from one left by an earlier fetch.
     """
     started = time.monotonic()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -176,7 +192,8 @@ def normalize_hour(
     spill = staging.with_suffix(".spill")
     con = connect_engine(limits, spill)
     try:
-        rows, plan = _normalize(con, members, upload_hour, staging, member_names or {})
+        rows, plan = _normalize(con, members, upload_hour, staging, member_names or {},
+                                landing_version)
         os.replace(staging, out)
     finally:
         con.close()
@@ -186,21 +203,25 @@ def normalize_hour(
 
 
 def _normalize(con: duckdb.DuckDBPyConnection, members: Sequence[Path],
-               upload_hour: datetime, staging: Path, names: Mapping[str, str]) -> tuple[int, str]:
+               upload_hour: datetime, staging: Path, names: Mapping[str, str],
+               landing_version: str | None) -> tuple[int, str]:
     """The rows written and the name of the plan that wrote them."""
     if not members:
-        return _copy(con, empty_plan(), staging), "empty"
+        return _copy(con, empty_plan(), staging, landing_version), "empty"
     try:
-        return _copy(con, exact_plan(members, upload_hour, names), staging), "exact"
+        return _copy(con, exact_plan(members, upload_hour, names), staging,
+                     landing_version), "exact"
     except duckdb.Error:
         pass  # some line is not exactly the known keys: the strict plan says which case it is
     try:
-        return _copy(con, strict_plan(members, upload_hour, names), staging), "strict"
+        return _copy(con, strict_plan(members, upload_hour, names), staging,
+                     landing_version), "strict"
     except duckdb.Error as error:
         if "does not have key" not in str(error):
             raise _explain(con, members, upload_hour, staging, error) from error
     try:
-        return _copy(con, tolerant_plan(members, upload_hour, names), staging), "tolerant"
+        return _copy(con, tolerant_plan(members, upload_hour, names), staging,
+                     landing_version), "tolerant"
     except duckdb.Error as error:
         raise _explain(con, members, upload_hour, staging, error) from error
 

@@ -54,9 +54,14 @@ class Project:
         return build_defs(Settings.from_env(self.env))
 
     def materialize(self, first: datetime, last: datetime | None = None,
-                    raise_on_error: bool = True,
-                    run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+                    raise_on_error: bool = True, run_config: dict | None = None,
+                    refetch: bool = False) -> dg.ExecuteInProcessResult:
+        """``refetch`` asks the API again for hours landed moments ago (a re-run reuses them)."""
         defs = self.defs()
+        if refetch:
+            run_config = dict(run_config or {})
+            ops = run_config.setdefault("ops", {})
+            ops["amplitude__raw_export"] = {"config": {"refetch": True}}
         tags = {}
         if last is not None:
             tags = {"dagster/asset_partition_range_start": partition_key(first),
@@ -144,6 +149,16 @@ def parquet_rows(path: Path) -> dict[str, dict]:
     return {r["uuid"]: canonical(r) for r in pq.read_table(path).to_pylist()}
 
 
+def assert_hour_matches_served(project: Project, hour: datetime) -> None:
+    """DuckDB and Parquet hold exactly what the simulator served for ``hour``, field by field."""
+    expected = served_rows(project.sim, hour)
+    with project.warehouse() as con:
+        loaded = warehouse_rows(con, hour)
+    assert len(loaded) == len(expected) == project.sim.hour_count(hour)
+    assert loaded == expected
+    assert parquet_rows(project.lake.events_file(hour)) == expected
+
+
 def hour_metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict[str, dict]:
     """Metadata of each partition's materialization in a run, by partition key."""
     return {
@@ -152,3 +167,19 @@ def hour_metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict[s
                       for e in result.get_asset_materialization_events())
         if event.asset_key == key
     }
+
+
+def partition_statuses(project: Project, key: dg.AssetKey) -> dict[str, set[str]]:
+    """What the UI shows for each partition of ``key``: materialized (ever) and failed (its
+    latest run failed it)."""
+    from dagster._core.storage.partition_status_cache import (
+        get_and_update_asset_status_cache_value,
+    )
+
+    partitions = project.defs().resolve_assets_def(key).partitions_def
+    value = get_and_update_asset_status_cache_value(project.instance, key, partitions)
+    assert value is not None and partitions is not None
+    return {"materialized": set(value.deserialize_materialized_partition_subsets(partitions)
+                                .get_partition_keys()),
+            "failed": set(value.deserialize_failed_partition_subsets(partitions)
+                          .get_partition_keys())}

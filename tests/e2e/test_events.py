@@ -13,24 +13,14 @@ from pipeline.hours import last_ready_hour
 from simulator import Fault
 from tests.conftest import DAY, EMPTY_HOURS, SMALL
 from tests.e2e.conftest import (
+    assert_hour_matches_served,
     hour_metadata,
     make_project,
-    parquet_rows,
-    served_rows,
-    warehouse_rows,
+    partition_statuses,
 )
 
 H = timedelta(hours=1)
 BUSY = DAY + 8 * H
-
-
-def assert_hour_matches_served(project, hour):
-    expected = served_rows(project.sim, hour)
-    with project.warehouse() as con:
-        loaded = warehouse_rows(con, hour)
-    assert len(loaded) == len(expected) == project.sim.hour_count(hour)
-    assert loaded == expected
-    assert parquet_rows(project.lake.events_file(hour)) == expected
 
 
 def test_one_hour_lands_normalizes_and_loads_every_field(project):
@@ -151,7 +141,7 @@ def test_bad_credentials_fail_clearly_lose_nothing_and_leak_nothing(project, mon
     with project.warehouse() as con:
         before = con.execute("SELECT * FROM amplitude.events ORDER BY uuid").fetchall()
     monkeypatch.setenv("AMPLITUDE_SECRET_KEY", "a-wrong-secret-value")
-    result = project.materialize(BUSY, raise_on_error=False)
+    result = project.materialize(BUSY, raise_on_error=False, refetch=True)
     assert not result.success
     failure = result.get_step_failure_events()[0].event_specific_data.error
     assert "AMPLITUDE_API_KEY and AMPLITUDE_SECRET_KEY" in failure.to_string()
@@ -206,7 +196,7 @@ def test_an_empty_refetch_keeps_the_loaded_rows_and_fails_only_that_hour(project
     project.materialize(first, second)
     loaded = {h: project.sim.hour_count(h) for h in (first, second)}
     project.sim.inject(Fault.status(404))  # the re-fetch of the first hour answers "no data"
-    result = project.materialize(first, second, raise_on_error=False)
+    result = project.materialize(first, second, raise_on_error=False, refetch=True)
     assert not result.success
     failure = str(result.all_events)
     assert (f"upload hour {first:%Y-%m-%dT%H}: the new fetch holds 0 rows where "
@@ -216,10 +206,13 @@ def test_an_empty_refetch_keeps_the_loaded_rows_and_fails_only_that_hour(project
                                 "GROUP BY 1").fetchall())
         ledger = dict(con.execute("SELECT upload_hour, rows FROM amplitude._loads").fetchall())
     assert kept == loaded == ledger  # nothing lost; the second hour re-loaded as before
+    assert partition_statuses(project, EVENTS) == {
+        "materialized": {partition_key(first), partition_key(second)},
+        "failed": {partition_key(first)}}  # the first hour's latest run failed it
     # The operator accepts that Amplitude holds nothing for the hour now.
     project.sim.inject(Fault.status(404))
     accepted = project.materialize(first, run_config={"ops": {"amplitude__events": {
-        "config": {"accept_row_drops": True}}}})
+        "config": {"accept_row_drops": True}}}}, refetch=True)
     assert accepted.success
     with project.warehouse() as con:
         assert con.execute("SELECT count(*) FROM amplitude.events WHERE _upload_hour = ?",

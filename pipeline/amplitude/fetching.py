@@ -1,0 +1,96 @@
+"""A run's upload hours into the lake: which to fetch, and one bad hour costing only itself.
+
+Amplitude serves a window of hours as one archive, so one damaged member spoils a whole window.
+A window whose archive stays bad after the client's retries is halved, and halved again, until the
+bad hours stand alone: a bad hour in a 24-hour window costs about ten more requests
+(1 + 2 log2 24) and no good hour. Causes that are not the data's (credentials, a refused
+connection, an hour over the cap) stop the run at once: every other window would meet them too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from pipeline.amplitude.archive import ArchiveError
+from pipeline.amplitude.export import ExportClient, fetch_windows
+from pipeline.amplitude.landing import AmplitudeLake, LandedHour
+from pipeline.amplitude.refusals import Refusal, Refusals
+from pipeline.hours import ExportWindow, plan_windows
+
+log = logging.getLogger(__name__)
+
+# What a damaged answer raises once the client's retries are spent; the export module's own
+# errors (auth, the cap, the network) are not here on purpose.
+WINDOW_DATA_ERRORS: tuple[type[Exception], ...] = (ArchiveError,)
+
+
+def hours_to_fetch(lake: AmplitudeLake, hours: Sequence[datetime], *, now: datetime,
+                   refetch_after: timedelta, refetch: bool) -> tuple[list[datetime],
+                                                                   list[LandedHour]]:
+    """Split ``hours`` into those to fetch and the landings young enough to reuse.
+
+    A re-run after a failure must not ask Amplitude again for what it already holds; ``refetch``
+    (the late-data re-fetch) asks for every hour regardless.
+    """
+    fetch: list[datetime] = []
+    reuse: list[LandedHour] = []
+    refusals = Refusals(lake)
+    for hour in hours:
+        manifest = None if refetch else lake.manifest(lake.landing_dir(hour))
+        landed = LandedHour.from_json(manifest) if manifest else None
+        if (landed is not None and now - landed.fetched_at < refetch_after
+                and refusals.get(hour, "fetch") is None):
+            reuse.append(landed)
+        else:
+            fetch.append(hour)
+    return fetch, reuse
+
+
+@dataclass(frozen=True)
+class HourFetched:
+    landed: LandedHour
+
+
+@dataclass(frozen=True)
+class HourRefused:
+    refusal: Refusal
+
+
+def fetch_and_land(client: ExportClient, lake: AmplitudeLake, hours: Sequence[datetime],
+                   scratch: Path, *, max_window_hours: int, now: datetime, lag_hours: int,
+                   run_id: str) -> Iterator[HourFetched | HourRefused]:
+    """Fetch ``hours`` in as few windows as allowed and land each archive as it arrives."""
+    refusals = Refusals(lake)
+    pending = list(reversed(plan_windows(list(hours), max_window_hours, now=now,
+                                         lag_hours=lag_hours)))
+    while pending:
+        window = pending.pop()
+        landed: set[datetime] = set()
+        try:
+            for download in fetch_windows(client, [window], scratch):
+                try:
+                    for hour in lake.land(download):
+                        refusals.clear(hour.upload_hour, "fetch")
+                        landed.add(hour.upload_hour)
+                        yield HourFetched(hour)
+                finally:
+                    if download.path is not None:
+                        download.path.unlink(missing_ok=True)
+        except WINDOW_DATA_ERRORS as error:
+            rest = [h for h in window.hours if h not in landed]
+            if len(rest) > 1:
+                middle = len(rest) // 2
+                first, second = (ExportWindow(part[0], part[-1])
+                                 for part in (rest[:middle], rest[middle:]))
+                log.warning("export window %s: %s; fetching %s and %s apart to find the bad "
+                            "hour(s)", window, error, first, second)
+                pending.extend([second, first])
+                continue
+            refusal = Refusal(rest[0], "fetch", str(error), run_id)
+            refusals.record(refusal)
+            log.error("%s", refusal)
+            yield HourRefused(refusal)
