@@ -7,7 +7,14 @@ import dagster as dg
 from assets.cohort_members import build_cohort_member_assets
 from assets.events import build_event_assets
 from assets.partitions import upload_hour_partitions
-from assets.schedules import amplitude_hourly, hourly_schedule, snapshots_daily, snapshots_schedule
+from assets.schedules import (
+    amplitude_hourly,
+    amplitude_late_data,
+    hourly_schedule,
+    late_data_schedule,
+    snapshots_daily,
+    snapshots_schedule,
+)
 from assets.snapshots import build_snapshot_assets, snapshot_days
 from pipeline.settings import Settings
 from resources import AmplitudeExportResource, LakeResource, WarehouseResource
@@ -25,8 +32,9 @@ def build_defs(settings: Settings) -> dg.Definitions:
         # cost each step a fresh interpreter that imports Dagster and the code location again:
         # 1.5-1.9 s and about 170 MB apiece (scripts/bench.py --dagster). Pools still apply.
         executor=dg.in_process_executor,
-        jobs=[amplitude_hourly, snapshots_daily],
-        schedules=[hourly_schedule(amplitude_hourly), snapshots_schedule],
+        jobs=[amplitude_hourly, amplitude_late_data, snapshots_daily],
+        schedules=[hourly_schedule(amplitude_hourly), late_data_schedule(settings.settle_hours),
+                   snapshots_schedule],
         resources={
             "amplitude": AmplitudeExportResource(
                 api_key=dg.EnvVar("AMPLITUDE_API_KEY"),

@@ -219,6 +219,9 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
                     "requests": round(landed.requests, 3),
                     "fetch_seconds": round(record.fetch_seconds, 3),
                     "load_seconds": round(record.load_seconds, 3),
+                    "rows_added": record.rows_added,
+                    "rows_removed": record.rows_removed,
+                    "rows_changed": record.rows_changed,
                 }
         if failed:
             # Dagster marks a failed step's whole range failed unless each loaded hour says it

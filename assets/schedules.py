@@ -3,9 +3,13 @@ in the UI)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import dagster as dg
 
 from assets.events import EVENTS
+from assets.partitions import partition_key
+from pipeline.hours import floor_hour
 
 amplitude_hourly = dg.define_asset_job(
     "amplitude_hourly",
@@ -22,6 +26,33 @@ def hourly_schedule(
         job, minute_of_hour=10, name="amplitude_hourly_schedule",
         default_status=dg.DefaultScheduleStatus.STOPPED,
     )
+
+
+amplitude_late_data = dg.define_asset_job(
+    "amplitude_late_data",
+    selection=dg.AssetSelection.assets(EVENTS).upstream(),
+    description="Fetch upload hours again once they have settled, and load whatever arrived late.",
+)
+
+REFETCH = {"ops": {"amplitude__raw_export": {"config": {"refetch": True}}}}
+
+
+def late_data_schedule(settle_hours: int) -> dg.ScheduleDefinition:
+    """Each tick re-fetches the hour that settled since the last one, so every hour is taken
+    twice: when first ready, and ``settle_hours`` later, when Amplitude's stragglers are in."""
+
+    @dg.schedule(job=amplitude_late_data, cron_schedule="40 * * * *", execution_timezone="UTC",
+                 default_status=dg.DefaultScheduleStatus.STOPPED,
+                 name="amplitude_late_data_schedule",
+                 description=f"Re-fetch each upload hour {settle_hours} h after it (off by "
+                 "default; AMPLITUDE_SETTLE_HOURS).")
+    def schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        hour = floor_hour(context.scheduled_execution_time) - timedelta(hours=settle_hours + 1)
+        key = partition_key(hour)
+        return dg.RunRequest(run_key=f"late-data-{key}", partition_key=key, run_config=REFETCH,
+                             tags={"amplitude/late_data": "true"})
+
+    return schedule
 
 
 snapshots_daily = dg.define_asset_job(

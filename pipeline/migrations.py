@@ -152,6 +152,24 @@ MIGRATIONS: tuple[Migration, ...] = (
     )),
     Migration(4, "daily snapshots: cohorts and members, taxonomy, events list, daily counts",
               _run(*_V4_SNAPSHOTS)),
+    # Issue 10 item 10: what each forget request removed (python -m pipeline.forget), counts
+    # only: never an id, nor a hash of one.
+    Migration(5, "amplitude._forget_requests audits forgotten users without their ids", _run(
+        "CREATE TABLE amplitude._forget_requests (request_id VARCHAR PRIMARY KEY, "
+        "requested_at TIMESTAMPTZ NOT NULL, finished_at TIMESTAMPTZ, status VARCHAR NOT NULL, "
+        "amplitude_id_count INTEGER, user_id_count INTEGER, scan VARCHAR, "
+        "hours_rewritten INTEGER, landing_versions_written INTEGER, "
+        "landing_versions_removed INTEGER, landing_lines_removed BIGINT, "
+        "parquet_files_rewritten INTEGER, parquet_rows_removed BIGINT, "
+        "event_rows_removed BIGINT, cohort_days_rewritten INTEGER, "
+        "cohort_landing_rows_removed BIGINT, cohort_parquet_rows_removed BIGINT, "
+        "cohort_member_rows_removed BIGINT, reject_rows_removed BIGINT)",
+    )),
+    Migration(6, "amplitude._loads counts what a re-load added, removed and changed", _run(
+        "ALTER TABLE amplitude._loads ADD COLUMN rows_added BIGINT",
+        "ALTER TABLE amplitude._loads ADD COLUMN rows_removed BIGINT",
+        "ALTER TABLE amplitude._loads ADD COLUMN rows_changed BIGINT",
+    )),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

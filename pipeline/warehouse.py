@@ -84,6 +84,10 @@ class LoadRecord:
     rows: int = 0
     load_seconds: float = 0.0
     loaded_at: datetime | None = None
+    # Against the rows it replaced, by uuid (a first load adds every row):
+    rows_added: int = 0
+    rows_removed: int = 0
+    rows_changed: int = 0
 
     @classmethod
     def from_landing(cls, landed: LandedHour) -> LoadRecord:
@@ -96,7 +100,8 @@ class LoadRecord:
 
 _LOADS_COLUMNS = ("upload_hour", "rows", "archive_members", "bytes_downloaded", "request_window",
                   "window_requests", "fetch_seconds", "load_seconds", "loaded_at",
-                  "landing_version", "fetched_at")  # named in the INSERT: migrations append
+                  "landing_version", "fetched_at", "rows_added", "rows_removed",
+                  "rows_changed")  # named in the INSERT: migrations append
 INSERT_LOAD = (f"INSERT OR REPLACE INTO {LOADS_TABLE} ({', '.join(_LOADS_COLUMNS)}) "
                f"VALUES ({', '.join('?' * len(_LOADS_COLUMNS))})")
 
@@ -285,6 +290,7 @@ class Warehouse:
         started = time.monotonic()
         written: list[LoadRecord] = []
         hour = record.upload_hour
+        changes = [0, 0, 0]  # added, removed, changed
 
         def guard(loaded: int, fetched: int) -> None:
             if max_drop_share is not None and loaded and fetched < loaded * (1 - max_drop_share):
@@ -293,10 +299,13 @@ class Warehouse:
                     f"{loaded} are loaded (a drop past {max_drop_share:.0%}); the loaded rows are "
                     "kept. If Amplitude really holds fewer now, re-run with run config "
                     "accept_row_drops: true", loaded=loaded, fetched=fetched)
+            # A first load adds every row; only a re-load has anything to compare.
+            changes[:] = _changes(con, hour, parquet) if loaded else (fetched, 0, 0)
 
         def ledger(rows: int) -> None:
             row = replace(record, rows=rows, load_seconds=time.monotonic() - started,
-                          loaded_at=datetime.now(UTC))
+                          loaded_at=datetime.now(UTC), rows_added=changes[0],
+                          rows_removed=changes[1], rows_changed=changes[2])
             con.execute(INSERT_LOAD, [getattr(row, name) for name in _LOADS_COLUMNS])
             written.append(row)
 
@@ -304,6 +313,27 @@ class Warehouse:
                                what=f"upload hour {hour:%Y-%m-%dT%H}", record=ledger,
                                guard=guard)
         return written[0]
+
+
+def _changes(con: duckdb.DuckDBPyConnection, hour: datetime,
+             parquet: Path) -> tuple[int, int, int]:
+    """Events (by uuid) the new file adds, removes and changes against the hour as loaded.
+
+    Lineage columns are left out: a re-export may name its members differently. Repeated uuids
+    are compared as a whole: their count and the sum of their rows' hashes.
+    """
+    compared = ", ".join(f'"{c.name}"' for c in EVENT_COLUMNS
+                         if c.name not in ("_upload_hour", "_source_member"))
+    per_uuid = f"SELECT uuid, count(*) AS n, sum(hash({compared})::HUGEINT) AS h FROM"
+    row = con.execute(
+        f"WITH old AS ({per_uuid} {EVENTS_TABLE} WHERE _upload_hour = ? GROUP BY uuid), "
+        f"new AS ({per_uuid} read_parquet(?, hive_partitioning = false) GROUP BY uuid) "
+        "SELECT count(*) FILTER (WHERE old.uuid IS NULL), "
+        "count(*) FILTER (WHERE new.uuid IS NULL), "
+        "count(*) FILTER (WHERE old.n <> new.n OR old.h <> new.h) "
+        "FROM old FULL JOIN new ON old.uuid = new.uuid", [hour, str(parquet)]).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])
 
 
 def insert_partition(table: str, column: str) -> str:

@@ -160,3 +160,24 @@ def test_two_connections_in_one_process_share_the_warehouse(tmp_path):
         with Warehouse(tmp_path / "w.duckdb").connect() as second:
             assert second.execute("SELECT count(*) FROM amplitude.events").fetchone() == (5,)
         assert first.execute("SELECT count(*) FROM amplitude._loads").fetchone() == (1,)
+
+
+def test_a_reload_counts_what_it_added_removed_and_changed(tmp_path):
+    lines = [json.loads(b) for b in hour_lines(636686, H0, 30)]
+    first = normalize_hour([write_member(tmp_path / "a.json.gz", lines[:20])], H0,
+                           tmp_path / "a" / "events.parquet")
+    revised = [dict(line) for line in lines[3:25]]  # 3 gone, 5 late arrivals
+    revised[0]["event_type"] = "renamed by Amplitude"  # and 2 rows changed
+    revised[1]["event_properties"] = {"plan": "changed"}
+    second = normalize_hour([write_member(tmp_path / "b.json.gz", revised)], H0,
+                            tmp_path / "b" / "events.parquet")
+    warehouse = Warehouse(tmp_path / "w.duckdb")
+    with warehouse.connect() as con:
+        loaded = warehouse.replace_hour(con, first.path, record(H0))
+        assert (loaded.rows_added, loaded.rows_removed, loaded.rows_changed) == (20, 0, 0)
+        again = warehouse.replace_hour(con, first.path, record(H0))
+        assert (again.rows_added, again.rows_removed, again.rows_changed) == (0, 0, 0)
+        late = warehouse.replace_hour(con, second.path, record(H0))
+        assert (late.rows_added, late.rows_removed, late.rows_changed) == (5, 3, 2)
+        assert con.execute("SELECT rows_added, rows_removed, rows_changed FROM amplitude._loads"
+                           ).fetchall() == [(5, 3, 2)]
