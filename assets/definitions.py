@@ -47,7 +47,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
                 rate_limits=settings.rate_limits,
                 refetch_after_hours=settings.refetch_after_hours,
             ),
-            "lake": LakeResource(root=str(settings.lake_root)),
+            "lake": LakeResource(root=str(settings.lake_root), rejects=settings.rejects),
             "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
         },
     )

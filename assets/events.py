@@ -19,6 +19,7 @@ from pipeline.amplitude.fetching import HourRefused, fetch_and_land, hours_to_fe
 from pipeline.amplitude.landing import LandedHour
 from pipeline.amplitude.normalize import NormalizeError, normalize_hour
 from pipeline.amplitude.refusals import Refusal, Refusals, loadable
+from pipeline.amplitude.rejects import rejects_file, rejects_for
 from pipeline.amplitude.schema import EVENT_COLUMNS
 from pipeline.lake import LakeError
 from pipeline.warehouse import EVENTS_TABLE, LoadRecord, RowDropRefused, WarehouseLocked
@@ -141,6 +142,7 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
                     store.member_paths(landed), hour, store.events_file(hour), lake.limits(),
                     member_names={m.file: m.name for m in landed.members},
                     landing_version=landed.version,
+                    rejects=rejects_file(store, hour) if lake.quarantine else None,
                 )
             except (NormalizeError, LakeError) as error:
                 refusal = Refusal(hour, "normalize", str(error), context.run.run_id,
@@ -157,6 +159,7 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
                 "archive_members": len(landed.members),
                 "normalize_seconds": round(result.seconds, 3),
                 "normalize_plan": result.plan,
+                "rejected_lines": result.rejected,
                 "path": dg.MetadataValue.path(str(result.path)),
             }, partition_key=partition_key(hour))
         _refused_hours(context, "amplitude/events_parquet", refused, len(hours))
@@ -199,9 +202,10 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
                     failed.append(f"upload hour {hour:%Y-%m-%dT%H}: {landed}")
                     continue
                 try:
+                    quarantined = rejects_for(store, hour, landed.version)
                     record = target.replace_hour(con, store.events_file(hour),
                                                  LoadRecord.from_landing(landed),
-                                                 max_drop_share=drop_share)
+                                                 max_drop_share=drop_share, rejects=quarantined)
                 except RowDropRefused as refusal:  # this hour keeps its rows; the rest load
                     failed.append(str(refusal))
                     continue

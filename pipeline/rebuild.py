@@ -27,6 +27,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline.amplitude.landing import AmplitudeLake as Lake
+from pipeline.amplitude.rejects import rejects_for
 from pipeline.lake import MANIFEST, LakeError
 from pipeline.warehouse import LoadRecord, Warehouse, WarehouseError
 
@@ -115,9 +116,11 @@ def _discard(path: Path) -> None:
 
 def _load(warehouse: Warehouse, con: duckdb.DuckDBPyConnection, lake: Lake, hour: datetime,
           path: Path) -> int:
-    parquet = lake.events_file(hour)
+    parquet, record = lake.events_file(hour), record_for(lake, hour)
+    version = record.landing_version
+    quarantined = rejects_for(lake, hour, version) if version else None
     try:
-        return warehouse.replace_hour(con, parquet, record_for(lake, hour)).rows
+        return warehouse.replace_hour(con, parquet, record, rejects=quarantined).rows
     except (WarehouseError, duckdb.Error) as error:
         raise RebuildError(f"upload hour {hour:%Y-%m-%dT%H} ({parquet}) did not load, so {path} "
                            f"was left as it was: {error}") from error

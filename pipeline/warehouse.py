@@ -102,6 +102,7 @@ _LOADS_COLUMNS = ("upload_hour", "rows", "archive_members", "bytes_downloaded", 
                   "window_requests", "fetch_seconds", "load_seconds", "loaded_at",
                   "landing_version", "fetched_at", "rows_added", "rows_removed",
                   "rows_changed")  # named in the INSERT: migrations append
+REJECTS_TABLE = "amplitude._rejects"
 INSERT_LOAD = (f"INSERT OR REPLACE INTO {LOADS_TABLE} ({', '.join(_LOADS_COLUMNS)}) "
                f"VALUES ({', '.join('?' * len(_LOADS_COLUMNS))})")
 
@@ -280,12 +281,15 @@ class Warehouse:
                                       what=f"amplitude.{table} snapshot of {day}", record=ledger)
 
     def replace_hour(self, con: duckdb.DuckDBPyConnection, parquet: Path,
-                     record: LoadRecord, *, max_drop_share: float | None = None) -> LoadRecord:
+                     record: LoadRecord, *, max_drop_share: float | None = None,
+                     rejects: Path | None = None) -> LoadRecord:
         """Swap one upload hour in with its ledger row; return the row as written.
 
         With ``max_drop_share``, an hour whose new file holds fewer rows than that share below
         what is loaded is refused (``RowDropRefused``) and keeps its rows: an empty or short
-        re-fetch (a 404, an empty archive) must never silently replace loaded events.
+        re-fetch (a 404, an empty archive) must never silently replace loaded events. The hour's
+        quarantined lines in ``amplitude._rejects`` are swapped for those of ``rejects`` (none
+        when it is None) in the same transaction.
         """
         started = time.monotonic()
         written: list[LoadRecord] = []
@@ -307,6 +311,10 @@ class Warehouse:
                           loaded_at=datetime.now(UTC), rows_added=changes[0],
                           rows_removed=changes[1], rows_changed=changes[2])
             con.execute(INSERT_LOAD, [getattr(row, name) for name in _LOADS_COLUMNS])
+            con.execute(f"DELETE FROM {REJECTS_TABLE} WHERE upload_hour = ?", [hour])
+            if rejects is not None:
+                con.execute(f"INSERT INTO {REJECTS_TABLE} SELECT *, now() FROM read_parquet(?, "
+                            "hive_partitioning = false)", [str(rejects)])
             written.append(row)
 
         self.replace_partition(con, EVENTS_TABLE, "_upload_hour", hour, parquet,

@@ -14,6 +14,11 @@ class LakeResource(dg.ConfigurableResource):
     root: str = "data/lake"
     normalize_threads: int = 2
     normalize_memory_limit: str = "384MB"
+    rejects: str = "fail"  # AMPLITUDE_REJECTS: "quarantine" sets non-JSON lines aside
+
+    @property
+    def quarantine(self) -> bool:
+        return self.rejects == "quarantine"
 
     def lake(self) -> AmplitudeLake:
         return AmplitudeLake(Path(self.root))

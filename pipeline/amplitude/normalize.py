@@ -31,6 +31,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline import engine, leftovers, sql
+from pipeline.amplitude import rejects as quarantine
 from pipeline.amplitude.schema import EVENT_COLUMNS, EXPORT_COLUMNS
 from pipeline.records import json_value
 
@@ -57,6 +58,7 @@ class NormalizedHour:
     bytes: int
     seconds: float
     plan: str  # which of the plans below wrote it: "exact" unless some line had other keys
+    rejected: int = 0  # lines quarantined (AMPLITUDE_REJECTS=quarantine), 0 otherwise
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,7 @@ def normalize_hour(
     *,
     member_names: Mapping[str, str] | None = None,
     landing_version: str | None = None,
+    rejects: Path | None = None,
 ) -> NormalizedHour:
     """Write ``out`` atomically: a temporary file in the same folder, then a rename.
 
@@ -188,18 +191,44 @@ def normalize_hour(
     started = time.monotonic()
     out.parent.mkdir(parents=True, exist_ok=True)
     leftovers.sweep(out.parent.glob(f".{out.name}.*"))  # a killed run's staging and spill
+    if rejects is not None:
+        leftovers.sweep(rejects.parent.glob(f".{rejects.name}.*"))
     staging = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
     spill = staging.with_suffix(".spill")
     con = connect_engine(limits, spill)
+    names = dict(member_names or {})
+    rejected = 0
     try:
-        rows, plan = _normalize(con, members, upload_hour, staging, member_names or {},
-                                landing_version)
+        try:
+            rows, plan = _normalize(con, members, upload_hour, staging, names, landing_version)
+        except NormalizeError:
+            if rejects is None:
+                raise
+            try:
+                split = quarantine.split_members(members, spill / "quarantine", names,
+                                                 upload_hour)
+            except ValueError as error:  # not gzip, or too many bad lines to be strays
+                raise NormalizeError(str(error)) from error
+            if not split.rejects:
+                raise  # every line is an object: a type or schema problem, not a stray line
+            rows, plan = _normalize(con, split.members, upload_hour, staging, names,
+                                    landing_version)
+            rejects.parent.mkdir(parents=True, exist_ok=True)
+            staged_rejects = rejects.with_name(f".{rejects.name}.{uuid.uuid4().hex}.tmp")
+            quarantine.write_rejects(split.rejects, upload_hour, staged_rejects,
+                                     landing_version)
+            os.replace(staged_rejects, rejects)
+            rejected, plan = len(split.rejects), f"{plan}+quarantine"
+        else:
+            if rejects is not None:
+                rejects.unlink(missing_ok=True)  # a clean fetch leaves nothing in quarantine
         os.replace(staging, out)
     finally:
         con.close()
         staging.unlink(missing_ok=True)
         shutil.rmtree(spill, ignore_errors=True)
-    return NormalizedHour(out, rows, out.stat().st_size, time.monotonic() - started, plan)
+    return NormalizedHour(out, rows, out.stat().st_size, time.monotonic() - started, plan,
+                          rejected)
 
 
 def _normalize(con: duckdb.DuckDBPyConnection, members: Sequence[Path],

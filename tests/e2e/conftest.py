@@ -183,3 +183,9 @@ def partition_statuses(project: Project, key: dg.AssetKey) -> dict[str, set[str]
                                 .get_partition_keys()),
             "failed": set(value.deserialize_failed_partition_subsets(partitions)
                           .get_partition_keys())}
+
+
+def failure_text(result: dg.ExecuteInProcessResult) -> str:
+    """Every failed step's error, whole (``str(result.all_events)`` is cut short)."""
+    return "\n".join(e.event_specific_data.error.to_string()
+                     for e in result.get_step_failure_events())
