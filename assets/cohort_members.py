@@ -87,8 +87,8 @@ def build_cohort_member_assets(partitions: dg.PartitionsDefinition, *,
                 with target.connect() as con:
                     rows = members.load_members(target, con, landing,
                                                 snaps.table_file(members.TABLE, day))
-            except WarehouseLocked as error:  # a retry reuses today's files, no new download
-                raise dg.RetryRequested(max_retries=3, seconds_to_wait=60) from error
+            except WarehouseLocked as error:  # a re-run reuses today's files, no new download
+                raise dg.Failure(str(error), allow_retries=False) from error
             cohorts = landing.details.get("cohorts", [])
             context.add_asset_metadata({
                 "dagster/row_count": rows,

@@ -48,7 +48,9 @@ def build_defs(settings: Settings) -> dg.Definitions:
                 refetch_after_hours=settings.refetch_after_hours,
             ),
             "lake": LakeResource(root=str(settings.lake_root), rejects=settings.rejects),
-            "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
+            "warehouse": WarehouseResource(
+                path=str(settings.warehouse_path),
+                lock_timeout_seconds=settings.warehouse_lock_timeout_seconds),
         },
     )
 

@@ -193,8 +193,9 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
         try:
             con = stack.enter_context(target.connect())
         except WarehouseLocked as error:
-            # Only a held lock is worth another attempt; a wrong layout or a missing file is not.
-            raise dg.RetryRequested(max_retries=3, seconds_to_wait=60) from error
+            # connect() has already waited its bound (WAREHOUSE_LOCK_TIMEOUT_SECONDS); waiting
+            # again here would make the bound a lie. Nothing was changed.
+            raise dg.Failure(str(error), allow_retries=False) from error
         with stack:
             for hour in hours:
                 landed = loadable(store, hour, context.run.run_id)

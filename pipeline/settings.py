@@ -79,6 +79,7 @@ class Settings:
     refetch_after_hours: int = 24  # a re-run fetches again only landings older than this
     settle_hours: int = 24  # the late-data re-fetch takes an hour again this long after it
     rejects: str = "fail"  # or "quarantine": malformed lines go to amplitude._rejects
+    warehouse_lock_timeout_seconds: int = 300  # how long a load waits for another writer
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -112,6 +113,8 @@ class Settings:
             refetch_after_hours=_int(env, "AMPLITUDE_REFETCH_AFTER_HOURS", 24, minimum=0),
             settle_hours=_int(env, "AMPLITUDE_SETTLE_HOURS", 24, minimum=1, maximum=24 * 30),
             rejects=_choice(env, "AMPLITUDE_REJECTS", ("fail", "quarantine")),
+            warehouse_lock_timeout_seconds=_int(env, "WAREHOUSE_LOCK_TIMEOUT_SECONDS", 300,
+                                                minimum=0, maximum=3600),
         )
 
 

@@ -32,3 +32,18 @@ def test_keys_never_reach_the_settings():
 def test_bad_settings_name_the_variable(env, message):
     with pytest.raises(SettingsError, match=message):
         Settings.from_env(env)
+
+
+def test_reliability_settings_default_and_refuse_nonsense():
+    settings = Settings.from_env({})
+    assert (settings.refetch_after_hours, settings.settle_hours, settings.rejects,
+            settings.warehouse_lock_timeout_seconds) == (24, 24, "fail", 300)
+    chosen = Settings.from_env({"AMPLITUDE_REJECTS": "Quarantine",
+                                "AMPLITUDE_REFETCH_AFTER_HOURS": "0",
+                                "WAREHOUSE_LOCK_TIMEOUT_SECONDS": "30"})
+    assert (chosen.rejects, chosen.refetch_after_hours,
+            chosen.warehouse_lock_timeout_seconds) == ("quarantine", 0, 30)
+    with pytest.raises(SettingsError, match="AMPLITUDE_REJECTS='drop' is not one of fail"):
+        Settings.from_env({"AMPLITUDE_REJECTS": "drop"})
+    with pytest.raises(SettingsError, match="AMPLITUDE_SETTLE_HOURS=0 must be at least 1"):
+        Settings.from_env({"AMPLITUDE_SETTLE_HOURS": "0"})
