@@ -67,5 +67,5 @@ def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         seconds = (when - (now or datetime.now(UTC))).total_seconds()
-        return max(seconds, 0.0)
+        return max(float(seconds), 0.0)
     return max(seconds, 0.0) if math.isfinite(seconds) else None
