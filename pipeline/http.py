@@ -11,6 +11,7 @@ endpoint's own business: it passes ``on_status``.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -34,13 +35,15 @@ from pipeline.retry import (
 )
 
 __all__ = ["ApiClient", "AuthError", "Credentials", "HttpError", "RequestGate", "RetriesExhausted",
-           "RetryPolicy", "Timeouts", "TransientError", "body_excerpt", "not_json", "open_gate",
-           "redact", "retry_after_seconds"]
+           "RetryPolicy", "Timeouts", "TransientError", "body_excerpt", "excerpt", "not_json",
+           "open_gate", "redact", "retry_after_seconds"]
 
 log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
 USER_AGENT = "amplitude-warehouse/0.1"
+EXCERPT_CHARS = 200  # how much of an unexpected body a message quotes
+_MIN_SCRUBBED = 4  # a credential shorter than this is no secret, and would mangle messages
 
 
 class AuthError(HttpError):
@@ -106,6 +109,11 @@ class ApiClient:
         self._sleep = sleep
         self._clock = clock
         self._rng = random.Random(seed)
+        token = base64.b64encode(
+            f"{credentials.username}:{credentials.password}".encode()).decode()
+        self._secrets = tuple(sorted(
+            {s for s in (credentials.username, credentials.password, token)
+             if len(s) >= _MIN_SCRUBBED}, key=len, reverse=True))
         common: dict[str, Any] = {"timeout": timeouts.httpx(), "follow_redirects": False,
                                   "headers": {"User-Agent": USER_AGENT}}
         self._http = httpx.Client(
@@ -126,6 +134,17 @@ class ApiClient:
     def where(self, what: str) -> str:
         return f"{what} from {self.base_url} (region {self.region!r})"
 
+    def scrub(self, text: str) -> str:
+        """``text`` with the credentials (and their Basic token) blanked: a proxy's error page
+        may echo the request's headers back."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def excerpt(self, data: bytes | str, limit: int = EXCERPT_CHARS) -> str:
+        """The start of an unexpected body, fit for a message: printable, scrubbed."""
+        return self.scrub(excerpt(data, limit + max(map(len, self._secrets), default=0)))[:limit]
+
     def with_retries(self, what: str, attempt: Callable[[float], Any]) -> tuple[Any, int, float]:
         """Run ``attempt(deadline)`` until it stops raising ``TransientError`` or the budget ends.
 
@@ -145,8 +164,11 @@ class ApiClient:
                     wait = self.retry.delay(tries, self._rng)
                 budget = self.retry.max_elapsed_seconds
                 if tries >= self.retry.max_attempts or elapsed + wait > budget:
+                    why = (f" (the server asked for {wait:.0f} s more, past the {budget:.0f} s "
+                           "retry budget)" if error.retry_after is not None
+                           and elapsed + wait > budget else "")
                     raise RetriesExhausted(
-                        f"{what} failed after {tries} attempts in {elapsed:.0f} s: {error}",
+                        f"{what} failed after {tries} attempts in {elapsed:.0f} s{why}: {error}",
                         last=error) from error
                 log.warning("%s attempt %d: %s; retrying in %.1f s", what, tries, error, wait)
                 self._sleep(wait)
@@ -191,7 +213,7 @@ class ApiClient:
         status = response.status_code
         if 200 <= status < 300:
             return
-        body = body_excerpt(response)
+        body = self.excerpt(body_excerpt(response))
         where = self.where(what)
         if status in (401, 403):
             raise AuthError(
@@ -214,9 +236,8 @@ class ApiClient:
             try:
                 return json.loads(raw)
             except ValueError as error:
-                excerpt = raw[:120].decode("utf-8", "replace")
                 raise HttpError(f"{self.where(what)} answered {len(raw)} bytes that are not "
-                                f"JSON ({error}): {excerpt!r}") from error
+                                f"JSON ({error}): {self.excerpt(raw[:1024])!r}") from error
 
         return self.with_retries(what, attempt)[0]
 
@@ -232,20 +253,24 @@ class ApiClient:
                 size = self.save(response, dest, deadline)
             problem = check(dest) if check is not None else None
             if problem:
-                excerpt = dest.read_bytes()[:120].decode("utf-8", "replace")
+                with open(dest, "rb") as body:
+                    start = body.read(1024)
                 dest.unlink(missing_ok=True)
-                raise TransientError(f"the {size}-byte answer {problem}: {excerpt!r}")
+                raise TransientError(f"the {size}-byte answer {problem}: "
+                                     f"{self.excerpt(start)!r}")
             return size
 
         size, attempts, _ = self.with_retries(self.where(what), attempt)
         return size, attempts
 
     def save(self, response: httpx.Response, dest: Path, deadline: float) -> int:
-        """Write the body to ``dest`` as received (decoded if the server gzip-encoded it),
-        through a ``.part`` file renamed on success; checks Content-Length on raw bodies."""
+        """Write the body to ``dest`` as received (decoded if the server encoded it, e.g. a gzip
+        ``Content-Encoding`` on a zip), through a ``.part`` file renamed on success. Returns the
+        bytes written; Content-Length, which counts the bytes on the wire, is checked against
+        those."""
         partial = dest.with_name(dest.name + ".part")
         encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
-        expected = None if encoded else response.headers.get("Content-Length")
+        expected = response.headers.get("Content-Length")
         received = 0
         try:
             with open(partial, "wb") as out:
@@ -256,8 +281,9 @@ class ApiClient:
                     if self._clock() > deadline:  # a trickling body never hits the read timeout
                         raise TransientError(f"body still arriving after the time budget "
                                              f"({received} bytes so far)")
-            if expected is not None and int(expected) != received:
-                raise TransientError(f"truncated body: {received} of {expected} bytes")
+            on_wire = response.num_bytes_downloaded
+            if expected is not None and expected.isdigit() and int(expected) != on_wire:
+                raise TransientError(f"truncated body: {on_wire} of {expected} bytes")
         except httpx.TimeoutException as error:
             partial.unlink(missing_ok=True)
             raise TransientError(f"timed out mid-body ({type(error).__name__})") from error
@@ -295,6 +321,13 @@ def read_within(response: httpx.Response, deadline: float,
     except httpx.TransportError as error:
         raise TransientError(f"connection failed mid-body ({type(error).__name__})") from error
     return b"".join(parts)
+
+
+def excerpt(data: bytes | str, limit: int = EXCERPT_CHARS) -> str:
+    """The first ``limit`` printable characters of a body, whitespace runs as one space."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    printable = "".join(c if c.isprintable() else " " for c in text[:limit * 4])
+    return " ".join(printable.split())[:limit]
 
 
 def body_excerpt(response: httpx.Response, limit: int = 300) -> str:

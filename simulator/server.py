@@ -17,6 +17,10 @@ directory and streamed from disk (``exports``). Faults apply to export requests 
 from __future__ import annotations
 
 import contextlib
+import gzip
+import select
+import socket
+import struct
 import sys
 import threading
 import time
@@ -34,7 +38,7 @@ from simulator.archive import Archive, ArchiveTooLarge, Member, plan
 from simulator.config import SimulatorConfig
 from simulator.counts import DailyCounts
 from simulator.exports import TOO_LARGE, ArchiveCache
-from simulator.faults import Fault
+from simulator.faults import ARCHIVE_KINDS, HTTP_KINDS, Fault
 from simulator.protocol import (
     EXPORT_PATH,
     MSG_NO_DATA,
@@ -51,6 +55,7 @@ from simulator.protocol import (
     unauthorized,
 )
 from simulator.storage import Storage
+from simulator.tamper import empty_zip, tamper
 
 
 class Simulator:
@@ -72,6 +77,7 @@ class Simulator:
         self._port = port
         self._lock = threading.Lock()
         self._faults: deque[Fault] = deque()
+        self._always: list[Fault] = []
         self._log: list[RequestRecord] = []
         folder = None if cache_dir is None else Path(cache_dir)
         self._archives = ArchiveCache(lambda: self.config, folder)
@@ -148,14 +154,28 @@ class Simulator:
         with self._lock:
             self._faults.extend(faults)
 
+    def inject_always(self, *faults: Fault) -> None:
+        """Faults kept for every export request, never consumed: archive and member faults
+        change every archive holding their hour (any archive, without one); the first fault
+        about the way there (``HTTP_KINDS``) answers every request that consumed no queued
+        fault. ``clear_faults`` ends them."""
+        with self._lock:
+            self._always.extend(faults)
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._always.clear()
 
     @property
     def pending_faults(self) -> list[Fault]:
         with self._lock:
             return list(self._faults)
+
+    @property
+    def persistent_faults(self) -> list[Fault]:
+        with self._lock:
+            return list(self._always)
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -250,38 +270,64 @@ class Simulator:
         record = RequestRecord(handler.command, url.path, params, time.monotonic())
         routed = None if url.path == EXPORT_PATH else self._api.route(url.path)
         fault = None
+        always: list[Fault] = []
         with self._lock:
             self._log.append(record)
-            if url.path == EXPORT_PATH and self._faults:
-                fault = self._faults.popleft()
-        record.fault = fault.kind if fault else None
+            if url.path == EXPORT_PATH:
+                if self._faults:
+                    fault = self._faults.popleft()
+                always = list(self._always)
+        faults = self._applicable(fault, always, params)
+        record.fault = ",".join(f.kind for f in faults) or None
+        way = next((f for f in faults if f.kind in HTTP_KINDS), None)
+        kinds = {f.kind for f in faults}
         try:
             if routed is not None:
                 self._api.serve(handler, record, routed, query)
                 return
-            if fault is not None and fault.kind == "drop":
+            if way is not None and way.kind == "drop":
                 handler.close_connection = True
                 return
-            if fault is not None and fault.kind == "slow" and self._stopping.wait(fault.seconds):
+            if way is not None and way.kind == "hang":
+                self._hold(handler, None)
                 handler.close_connection = True
                 return
-            if fault is not None and fault.kind == "status":
-                assert fault.code is not None and fault.body is not None
-                headers = (
-                    {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
-                )
-                response = Response(fault.code, fault.body, headers=headers)
+            if way is not None and way.kind == "slow" and self._stopping.wait(way.seconds or 0):
+                handler.close_connection = True
+                return
+            if way is not None and way.kind == "status":
+                assert way.code is not None and way.body is not None
+                headers = {} if way.retry_after is None else {"Retry-After": str(way.retry_after)}
+                response = Response(way.code, way.body, headers=headers)
+            elif way is not None and way.kind == "html":
+                assert way.code is not None and way.body is not None
+                response = Response(way.code, way.body, content_type="text/html; charset=utf-8")
             elif url.path != EXPORT_PATH:
                 response = text(404, "Not Found")
             elif handler.command not in ("GET", "HEAD"):
                 response = text(405, "Method Not Allowed", Allow="GET")
             else:
                 response = self._export(handler.headers.get("Authorization"), params)
-            if fault is not None and fault.kind == "corrupt":
-                assert fault.body is not None
-                response = Response(200, fault.body, content_type="application/zip")
-            fraction = fault.fraction if fault is not None and fault.kind == "truncate" else None
-            handler.send(record, response, fraction)
+            if way is not None and way.kind == "corrupt":
+                assert way.body is not None
+                response = Response(200, way.body, content_type="application/zip")
+            if "empty_archive" in kinds and response.status in (200, 404):
+                folder = str(self.config.project_id) if self.config.project_folder else None
+                response = Response(200, empty_zip(folder), content_type="application/zip")
+            changes = [f for f in faults if f.kind in ARCHIVE_KINDS]
+            if changes and response.status == 200 and response.file is not None:
+                body = tamper(response.file.read_bytes(), changes)
+                response = Response(
+                    200, body, content_type=response.content_type, headers=response.headers
+                )
+            if "gzip_encoded" in kinds:
+                response = _gzip_encoded(response)
+            cut = way is not None and way.kind in ("truncate", "reset", "stall")
+            handler.send(record, response, way.fraction if cut and way is not None else None)
+            if way is not None and way.kind == "reset":
+                self._reset(handler)
+            elif way is not None and way.kind == "stall":
+                self._hold(handler, way.seconds)
         except OSError:  # the client hung up
             handler.close_connection = True
         except Exception as exc:  # a bug: keep serving, but say so (once per request, briefly)
@@ -297,6 +343,56 @@ class Simulator:
         finally:
             if record.end is None:
                 record.end = time.monotonic()
+
+    @staticmethod
+    def _applicable(
+        fault: Fault | None, always: list[Fault], params: dict[str, str]
+    ) -> list[Fault]:
+        """The faults this request meets: its queued one, then the persistent ones that fit
+        (their hour in the window; a way-there fault only if the queued one is not one)."""
+        window = parse_window(params)
+        start, end = window if isinstance(window, tuple) else (None, None)
+        chosen = [] if fault is None else [fault]
+        taken = fault is not None and fault.kind in HTTP_KINDS
+        for kept in always:
+            if kept.kind in HTTP_KINDS:
+                if not taken:
+                    chosen.append(kept)
+                    taken = True
+            elif kept.hour is None or (
+                start is not None and end is not None and kept.covers(start, end)
+            ):
+                chosen.append(kept)
+        return chosen
+
+    def _hold(self, handler: Handler, seconds: float | None) -> None:
+        """Keep the connection open and silent until the client hangs up, ``seconds`` pass
+        (None: no limit) or the simulator stops, so a hung answer never holds up ``stop()``."""
+        deadline = None if seconds is None else time.monotonic() + seconds
+        sock = handler.connection
+        while not self._stopping.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            try:
+                readable, _, _ = select.select([sock], [], [], 0.05)
+                if readable and not sock.recv(1, socket.MSG_PEEK):
+                    return  # the client closed its end
+            except (OSError, ValueError):  # reset, or closed by stop()
+                return
+            if readable:
+                self._stopping.wait(0.05)  # the client sent more: ignore it
+
+    def _reset(self, handler: Handler) -> None:
+        """End the connection with a TCP reset rather than a close, once the client has had a
+        moment to read what was sent."""
+        self._stopping.wait(0.2)
+        sock = handler.connection
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        handler.close_connection = True
+        with contextlib.suppress(OSError):
+            handler.rfile.close()  # its reference would keep the socket open
+            sock.close()  # the handler's writer writes nothing more: it flushes as a no-op
 
     def _export(self, authorization: str | None, params: dict[str, str]) -> Response:
         creds = credentials(authorization)
@@ -325,3 +421,15 @@ class Simulator:
             content_type="application/zip",
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
+
+
+def _gzip_encoded(response: Response) -> Response:
+    """``response`` with its body gzip-compressed and ``Content-Encoding: gzip``."""
+    body = response.file.read_bytes() if response.file is not None else response.body
+    headers = dict(response.headers, **{"Content-Encoding": "gzip"})
+    return Response(
+        response.status,
+        gzip.compress(body, compresslevel=1, mtime=0),
+        content_type=response.content_type,
+        headers=headers,
+    )

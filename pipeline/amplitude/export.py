@@ -1,19 +1,25 @@
 """The Export API: one window of upload hours into one zip on disk, halving windows too large.
 
 Export answers are large and occasionally broken in transit, so every body is checked (length,
-then every member's CRC) before it is trusted, and a damaged one is fetched again.
+then every member's CRC) before it is trusted, and a damaged one is fetched again. What the
+retries end with says whose fault it was: a body that is no zip at all (a proxy's HTML page) is
+the network path's, an ``ExportError`` quoting the start of the page; a zip that stays damaged is
+the archive's, a ``DamagedArchive``, which is an ``ArchiveError`` too, so a range run can set that
+window aside and go on.
 """
 
 from __future__ import annotations
 
 import logging
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from pipeline.amplitude.archive import ArchiveError, window_label
 from pipeline.amplitude.client import AmplitudeClient
 from pipeline.hours import ExportWindow
 from pipeline.http import HttpError, RetriesExhausted, TransientError, body_excerpt
@@ -35,6 +41,23 @@ class HourTooLarge(ExportError):
     """A single upload hour is beyond what the Export API will serve."""
 
 
+class DamagedArchive(ArchiveError, ExportError):
+    """Every attempt brought a zip that cannot be read whole (its directory, or a member failing
+    its CRC): the window's data, not the way there, so an ``ArchiveError``."""
+
+
+class _Damaged(TransientError):
+    """A body that looks like a zip but cannot be read whole; worth fetching again."""
+
+    def __init__(self, message: str, member: str | None) -> None:
+        super().__init__(message)
+        self.member = member
+
+
+# How a zip file starts: a member's local header, or the end record of an empty archive.
+_ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
+
+
 @dataclass(frozen=True)
 class Download:
     window: ExportWindow
@@ -51,7 +74,7 @@ class ExportClient(AmplitudeClient):
         A 504 on a window that can still be halved is returned to the caller at once as
         ``WindowTooLarge`` rather than retried: retrying the same oversized request wastes minutes.
         """
-        what = f"export window {window}"
+        what = f"export of {window_label(window)}"
 
         def on_status(response: httpx.Response) -> bool:
             status = response.status_code
@@ -72,28 +95,43 @@ class ExportClient(AmplitudeClient):
                 if response.status_code == 404:
                     return 0
                 size = self.save(response, dest, deadline)
-            damage = _zip_damage(dest)
-            if damage:
+                content_type = response.headers.get("Content-Type", "no Content-Type")
+            try:
+                self._check_zip(dest, size, content_type)
+            except TransientError:
                 dest.unlink(missing_ok=True)
-                raise TransientError(f"the {size}-byte body is {damage}")
+                raise
             return size
 
         try:
             size, attempts, seconds = self.with_retries(what, attempt)
         except RetriesExhausted as error:
+            if isinstance(error.last, _Damaged):
+                raise DamagedArchive(str(error), upload_hours=window.hours,
+                                     member=error.last.member) from error
             kind = WindowTooLarge if error.last.status == 504 else ExportError
             raise kind(str(error)) from error
         return Download(window, dest if size else None, size, attempts, seconds)
 
-
-def _zip_damage(path: Path) -> str | None:
-    """Why the archive cannot be trusted, or None. Reads every member to check its CRC."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
-        return f"not a readable zip archive ({error})"
-    return f"a zip whose member {bad!r} fails its CRC" if bad else None
+    def _check_zip(self, path: Path, size: int, content_type: str) -> None:
+        """Raise ``TransientError`` if the body cannot be trusted as a zip: no zip at all (with
+        an excerpt of what came instead), or one that cannot be read whole. Reads every member
+        to check its CRC."""
+        with open(path, "rb") as body:
+            start = body.read(512)
+        if not start.startswith(_ZIP_SIGNATURES):
+            raise TransientError(f"the {size}-byte answer ({content_type}) is not a zip archive: "
+                                 f"{self.excerpt(start)!r}")
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error, RuntimeError,
+                NotImplementedError) as error:
+            raise _Damaged(f"the {size}-byte body is a damaged zip archive ({error})",
+                           None) from error
+        if bad:
+            raise _Damaged(f"the {size}-byte body is a zip whose member {bad!r} fails its CRC",
+                           bad)
 
 
 def fetch_windows(

@@ -9,12 +9,14 @@ Layout (``pipeline/lake.py`` says how each is replaced atomically)::
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipeline.amplitude.archive import ArchiveError, ArchiveReader, Member
+from pipeline.amplitude.archive import ArchiveError, ArchiveReader, Member, window_label
 from pipeline.amplitude.export import Download
 from pipeline.lake import Lake, LakeError, hour_partition
 
@@ -84,47 +86,60 @@ class AmplitudeLake(Lake):
     def events_file(self, upload_hour: datetime) -> Path:
         return self.table_file("amplitude", "events", hour_partition(upload_hour))
 
-    def land(self, download: Download) -> list[LandedHour]:
+    def land(self, download: Download,
+             hours: Collection[datetime] | None = None) -> list[LandedHour]:
         """Sort a window's archive into per-hour landings, superseding what was there.
 
-        Every hour of the window is landed, empty hours too, so "fetched and empty" is on record
-        and distinct from "never fetched".
+        Every hour of the window (or of ``hours``, a subset of it) is landed, empty hours too, so
+        "fetched and empty" is on record and distinct from "never fetched". All of them are
+        staged and checked before any is committed: an archive refused anywhere
+        (``ArchiveError``, naming the hour and member) lands nothing, and leaves every hour's
+        landing as it was. ``hours`` lets a caller land the good hours of an archive whose other
+        hours were refused.
         """
         window = download.window
+        targets = [h for h in window.hours if hours is None or h in hours]
         if download.path is None:
-            return [self._land_hour(download, hour, None, [], 0) for hour in window.hours]
-        with ArchiveReader(download.path) as reader:
+            return self._land_hours(download, targets, None, {}, 0)
+        with ArchiveReader(download.path, window) as reader:
             by_hour = reader.by_hour()
             strays = sorted(set(by_hour) - set(window.hours))
             if strays:
                 raise ArchiveError(
-                    f"export window {window} returned members for hours outside it: "
-                    + ", ".join(f"{h:%Y-%m-%dT%H}" for h in strays)
-                )
+                    f"{window_label(window)} returned members for hours outside it: "
+                    + ", ".join(f"{h:%Y-%m-%dT%H}" for h in strays),
+                    upload_hours=strays, member=by_hour[strays[0]][0].name)
             total = sum(m.compressed_bytes for m in reader.members)
-            return [self._land_hour(download, hour, reader, by_hour.get(hour, []), total)
-                    for hour in window.hours]
+            return self._land_hours(download, targets, reader, by_hour, total)
 
-    def _land_hour(self, download: Download, upload_hour: datetime,
-                   reader: ArchiveReader | None, members: list[Member],
-                   window_member_bytes: int) -> LandedHour:
-        folder = self.landing_dir(upload_hour)
-        with self.new_version(folder) as (version, staged):
-            for member in members:
-                assert reader is not None  # members come from a reader
-                reader.copy_member(member, staged / member.file_name)
-            hour = LandedHour(
-                upload_hour=upload_hour,
-                version=version,
-                request_window=str(download.window),
-                window_hours=download.window.hour_count,
-                window_requests=download.attempts,
-                window_fetch_seconds=download.seconds,
-                window_member_bytes=window_member_bytes,
-                members=[LandedMember(m.name, m.file_name, m.compressed_bytes) for m in members],
-            )
-        self.commit(folder, hour.version, hour.to_json())
-        return hour
+    def _land_hours(self, download: Download, hours: list[datetime],
+                    reader: ArchiveReader | None, by_hour: dict[datetime, list[Member]],
+                    window_member_bytes: int) -> list[LandedHour]:
+        """Stage every hour, then commit them all: a refusal while staging unwinds every
+        staging folder (``Lake.new_version``) before any manifest moves."""
+        staged_hours: list[LandedHour] = []
+        with contextlib.ExitStack() as stack:
+            for upload_hour in hours:
+                members = by_hour.get(upload_hour, [])
+                version, staged = stack.enter_context(
+                    self.new_version(self.landing_dir(upload_hour)))
+                for member in members:
+                    assert reader is not None  # members come from a reader
+                    reader.copy_member(member, staged / member.file_name)
+                staged_hours.append(LandedHour(
+                    upload_hour=upload_hour,
+                    version=version,
+                    request_window=str(download.window),
+                    window_hours=download.window.hour_count,
+                    window_requests=download.attempts,
+                    window_fetch_seconds=download.seconds,
+                    window_member_bytes=window_member_bytes,
+                    members=[LandedMember(m.name, m.file_name, m.compressed_bytes)
+                             for m in members],
+                ))
+        for hour in staged_hours:  # every version folder is in place: point the manifests
+            self.commit(self.landing_dir(hour.upload_hour), hour.version, hour.to_json())
+        return staged_hours
 
     def landed(self, upload_hour: datetime) -> LandedHour:
         manifest = self.manifest(self.landing_dir(upload_hour))
