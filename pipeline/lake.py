@@ -62,7 +62,7 @@ class Lake:
         parent = self.root / ".scratch"
         parent.mkdir(parents=True, exist_ok=True)
         leftovers.sweep(parent.iterdir())
-        path = parent / uuid.uuid4().hex
+        path = parent / f"{uuid.uuid4().hex}{leftovers.owner_mark()}"
         path.mkdir()
         try:
             yield path
@@ -78,7 +78,7 @@ class Lake:
         """
         folder.mkdir(parents=True, exist_ok=True)
         version = f"v{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-        staged = folder / f".staging-{version}"
+        staged = folder / f".staging-{version}{leftovers.owner_mark()}"
         staged.mkdir()
         try:
             yield version, staged
@@ -105,14 +105,16 @@ class Lake:
         partition's versions past their grace period, and sweep the staging folders and manifest
         temporaries a killed run left (older than ``leftovers.MAX_AGE_SECONDS``). Returns the
         partitions looked at."""
-        seen = 0
-        for manifest in (self.root / "landing" / source / dataset).glob(f"**/{MANIFEST}"):
-            folder = manifest.parent
-            seen += 1
+        base = self.root / "landing" / source / dataset
+        # A partition whose first landing was killed has a staging folder and no manifest yet.
+        folders = {p.parent for p in base.glob(f"**/{MANIFEST}")}
+        folders |= {p.parent for p in base.glob("**/.staging-*")}
+        for folder in sorted(folders):
+            manifest = folder / MANIFEST
             with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
                 self._prune(folder, keep=str(json.loads(manifest.read_text())["version"]))
-            leftovers.sweep([*folder.glob(".staging-*"), *folder.glob(f".{MANIFEST}.*.tmp")])
-        return seen
+            leftovers.sweep([*folder.glob(".staging-*"), *folder.glob(".*.tmp")])
+        return len(folders)
 
     @staticmethod
     def manifest(folder: Path) -> str | None:
@@ -124,6 +126,6 @@ class Lake:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    staged = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    staged = path.with_name(f".{path.name}.{uuid.uuid4().hex}{leftovers.owner_mark()}.tmp")
     staged.write_text(text)
     os.replace(staged, path)

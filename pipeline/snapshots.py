@@ -118,7 +118,8 @@ class Snapshots:
         out = self.table_file(table, day)
         out.parent.mkdir(parents=True, exist_ok=True)
         leftovers.sweep(out.parent.glob(f".{out.name}.*"))  # a killed run's staging
-        staging = out.with_name(f".{out.name}.{datetime.now(UTC):%Y%m%d%H%M%S%f}.tmp")
+        staging = out.with_name(
+            f".{out.name}.{datetime.now(UTC):%Y%m%d%H%M%S%f}{leftovers.owner_mark()}.tmp")
         try:
             yield staging
             staging.replace(out)

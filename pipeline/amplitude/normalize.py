@@ -193,7 +193,7 @@ def normalize_hour(
     leftovers.sweep(out.parent.glob(f".{out.name}.*"))  # a killed run's staging and spill
     if rejects is not None:
         leftovers.sweep(rejects.parent.glob(f".{rejects.name}.*"))
-    staging = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
+    staging = out.with_name(f".{out.name}.{uuid.uuid4().hex}{leftovers.owner_mark()}.tmp")
     spill = staging.with_suffix(".spill")
     con = connect_engine(limits, spill)
     names = dict(member_names or {})
@@ -214,7 +214,8 @@ def normalize_hour(
             rows, plan = _normalize(con, split.members, upload_hour, staging, names,
                                     landing_version)
             rejects.parent.mkdir(parents=True, exist_ok=True)
-            staged_rejects = rejects.with_name(f".{rejects.name}.{uuid.uuid4().hex}.tmp")
+            staged_rejects = rejects.with_name(
+                f".{rejects.name}.{uuid.uuid4().hex}{leftovers.owner_mark()}.tmp")
             quarantine.write_rejects(split.rejects, upload_hour, staged_rejects,
                                      landing_version)
             os.replace(staged_rejects, rejects)
