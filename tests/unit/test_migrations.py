@@ -234,3 +234,17 @@ def test_a_hand_edited_table_is_refused_before_anything_is_written(tmp_path):
     con = duckdb.connect(str(path))
     assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("events",)]
     con.close()
+
+
+def test_the_forget_audit_table_has_a_column_for_each_figure_a_request_reports(tmp_path):
+    from dataclasses import fields
+
+    from pipeline.forget import ForgetReport
+
+    path, _ = previous_release_warehouse(tmp_path)
+    with Warehouse(path).connect() as con:  # version 5 reaches an upgraded file too
+        columns = [row[0] for row in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = '_forget_requests' "
+            "ORDER BY column_index").fetchall()]
+        assert con.execute("SELECT count(*) FROM amplitude._forget_requests").fetchone() == (0,)
+    assert columns == [f.name for f in fields(ForgetReport)]
