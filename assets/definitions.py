@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.alerts import ALERT_SENSORS
 from assets.cohort_members import build_cohort_member_assets
 from assets.events import build_event_assets
+from assets.executor import crash_safe_in_process_executor
+from assets.freshness import amplitude_freshness, build_freshness, freshness_schedule
 from assets.partitions import upload_hour_partitions
+from assets.reconciliation import amplitude_reconcile, build_reconciliation, reconcile_schedule
 from assets.schedules import (
     amplitude_hourly,
     amplitude_late_data,
@@ -31,10 +35,16 @@ def build_defs(settings: Settings) -> dg.Definitions:
         # A run's steps depend on each other, so separate step processes buy no parallelism and
         # cost each step a fresh interpreter that imports Dagster and the code location again:
         # 1.5-1.9 s and about 170 MB apiece (scripts/bench.py --dagster). Pools still apply.
-        executor=dg.in_process_executor,
-        jobs=[amplitude_hourly, amplitude_late_data, snapshots_daily],
+        executor=crash_safe_in_process_executor,  # reaps dead runs, bounds pool waits
+        sensors=[*ALERT_SENSORS],  # post to ALERT_WEBHOOK_URL (docs/alerts.md)
+        asset_checks=[build_freshness(settings.lag_hours),
+                      build_reconciliation(settings.project_timezone,
+                                           settings.reconcile_settle_hours,
+                                           settings.reconcile_tolerance)],
+        jobs=[amplitude_hourly, amplitude_late_data, snapshots_daily, amplitude_freshness,
+              amplitude_reconcile],
         schedules=[hourly_schedule(amplitude_hourly), late_data_schedule(settings.settle_hours),
-                   snapshots_schedule],
+                   snapshots_schedule, freshness_schedule, reconcile_schedule],
         resources={
             "amplitude": AmplitudeExportResource(
                 api_key=dg.EnvVar("AMPLITUDE_API_KEY"),

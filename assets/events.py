@@ -16,6 +16,8 @@ import dagster as dg
 
 from assets.partitions import partition_key, run_hours
 from pipeline.amplitude.fetching import HourRefused, fetch_and_land, hours_to_fetch
+from pipeline.amplitude.hour_checks import SPECS as HOUR_CHECKS
+from pipeline.amplitude.hour_checks import check_hour
 from pipeline.amplitude.landing import LandedHour
 from pipeline.amplitude.normalize import NormalizeError, normalize_hour
 from pipeline.amplitude.refusals import Refusal, Refusals, loadable
@@ -34,6 +36,8 @@ EXPORT_POOL = "amplitude_export"
 # single_run() is what makes a range one run with few export requests; its beta flag is noise.
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
 
+SEVERITY = {spec.name: dg.AssetCheckSeverity.WARN if spec.warn else dg.AssetCheckSeverity.ERROR
+            for spec in HOUR_CHECKS}
 COLUMN_SCHEMA = dg.TableSchema(
     columns=[dg.TableColumn(c.name, c.duckdb_type) for c in EVENT_COLUMNS]
 )
@@ -169,14 +173,8 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
         key=EVENTS, deps=[EVENTS_PARQUET], pool=WAREHOUSE_POOL, kinds={"duckdb"},
         description=f"{EVENTS_TABLE} in the DuckDB warehouse; each upload hour swapped in one "
         "transaction and recorded in amplitude._loads.",
-        check_specs=[
-            dg.AssetCheckSpec("upload_time_in_hour", asset=EVENTS, description=(
-                "Every row's server_upload_time lies in the upload hour it was exported for "
-                "(a warning: it would mean Amplitude filed events under another hour).")),
-            dg.AssetCheckSpec("uuid_unique_per_hour", asset=EVENTS, description=(
-                "No uuid repeats within an upload hour (Amplitude can re-export duplicates; "
-                "a warning, not a failure).")),
-        ],
+        check_specs=[dg.AssetCheckSpec(spec.name, asset=EVENTS, description=spec.description,
+                                       partitions_def=partitions) for spec in HOUR_CHECKS],
         **common,
     )
     def events(
@@ -185,7 +183,8 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
     ) -> dg.MaterializeResult:
         store, target = lake.lake(), warehouse.warehouse()
         hours = run_hours(context)
-        misfiled = duplicated = 0
+        failing: dict[str, list[str]] = {spec.name: [] for spec in HOUR_CHECKS}
+        last: dict[str, dict[str, Any]] = {}
         failed: list[str] = []
         loaded: dict[str, dict[str, Any]] = {}
         drop_share = None if config.accept_row_drops else warehouse.max_row_drop_share
@@ -210,14 +209,18 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
                 except RowDropRefused as refusal:  # this hour keeps its rows; the rest load
                     failed.append(str(refusal))
                     continue
-                outside, repeats = con.execute(  # type: ignore[misc]  # aggregates: one row
-                    f"SELECT count(*) FILTER (WHERE server_upload_time < _upload_hour OR "
-                    f"server_upload_time >= _upload_hour + INTERVAL 1 HOUR), "
-                    f"count(*) - count(DISTINCT uuid) FROM {EVENTS_TABLE} "
-                    "WHERE _upload_hour = ?", [hour]).fetchone()
-                misfiled += outside
-                duplicated += repeats
-                loaded[partition_key(hour)] = {
+                key = partition_key(hour)
+                for outcome in check_hour(con, hour, store.events_file(hour), record,
+                                          max_drop_share=warehouse.max_row_drop_share):
+                    if len(hours) > 1:  # one hour's result is the step's result, below
+                        context.log_event(dg.AssetCheckEvaluation(
+                            asset_key=EVENTS, check_name=outcome.name, passed=outcome.passed,
+                            partition=key, metadata=outcome.metadata,
+                            severity=SEVERITY[outcome.name]))
+                    last[outcome.name] = outcome.metadata
+                    if not outcome.passed:
+                        failing[outcome.name].append(key)
+                loaded[key] = {
                     "dagster/row_count": record.rows,
                     "bytes_downloaded": record.bytes_downloaded,
                     "archive_members": record.archive_members,
@@ -242,14 +245,14 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
             context.add_asset_metadata(metadata, partition_key=key)
         return dg.MaterializeResult(
             metadata={"dagster/column_schema": COLUMN_SCHEMA, "dagster/table_name": EVENTS_TABLE},
-            check_results=[
-                dg.AssetCheckResult(check_name="upload_time_in_hour", passed=misfiled == 0,
-                                    severity=dg.AssetCheckSeverity.WARN,
-                                    metadata={"rows_outside_hour": misfiled}),
-                dg.AssetCheckResult(check_name="uuid_unique_per_hour", passed=duplicated == 0,
-                                    severity=dg.AssetCheckSeverity.WARN,
-                                    metadata={"duplicate_rows": duplicated}),
-            ],
+            # Each hour's result is recorded above, on its partition; a range run's step also
+            # owes Dagster one result per check, which says which hours failed.
+            check_results=[dg.AssetCheckResult(
+                check_name=spec.name, passed=not failing[spec.name], severity=SEVERITY[spec.name],
+                metadata={**(last.get(spec.name, {}) if len(hours) == 1 else {}),
+                          "hours_checked": len(loaded), "hours_failing": len(failing[spec.name]),
+                          "failing_hours": ", ".join(failing[spec.name][:50])})
+                for spec in HOUR_CHECKS],
         )
 
     return [raw_export, events_parquet, events]

@@ -8,12 +8,18 @@ from datetime import timedelta
 import dagster as dg
 
 from assets.events import EVENTS
+from assets.freshness import FRESHNESS_CHECK
 from assets.partitions import partition_key
+from assets.reconciliation import RECONCILE_CHECKS
 from pipeline.hours import floor_hour
+
+# The checks that run on schedules of their own stay out of the loads' runs.
+EVENT_LOADS = (dg.AssetSelection.assets(EVENTS).upstream()
+               - dg.AssetSelection.checks(FRESHNESS_CHECK, *RECONCILE_CHECKS))
 
 amplitude_hourly = dg.define_asset_job(
     "amplitude_hourly",
-    selection=dg.AssetSelection.assets(EVENTS).upstream(),
+    selection=EVENT_LOADS,
     description="Fetch, normalize and load Amplitude upload hours.",
 )
 
@@ -30,7 +36,7 @@ def hourly_schedule(
 
 amplitude_late_data = dg.define_asset_job(
     "amplitude_late_data",
-    selection=dg.AssetSelection.assets(EVENTS).upstream(),
+    selection=EVENT_LOADS,
     description="Fetch upload hours again once they have settled, and load whatever arrived late.",
 )
 

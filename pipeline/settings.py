@@ -22,7 +22,7 @@ DEFAULT_START = "2026-01-01T00"
 # Every credential the project reads from the environment (a base URL may carry one too, as
 # user:password@). tests/e2e/test_secrets.py proves none appears in a log line, a Dagster event,
 # metadata, an error or a file; a source or store that adds a credential adds it here.
-CREDENTIALS = ("AMPLITUDE_API_KEY", "AMPLITUDE_SECRET_KEY")
+CREDENTIALS = ("AMPLITUDE_API_KEY", "AMPLITUDE_SECRET_KEY", "ALERT_WEBHOOK_URL")
 MAX_EXPORT_HOURS = 365 * 24  # the longest range one export request may span
 
 
@@ -80,6 +80,8 @@ class Settings:
     settle_hours: int = 24  # the late-data re-fetch takes an hour again this long after it
     rejects: str = "fail"  # or "quarantine": malformed lines go to amplitude._rejects
     warehouse_lock_timeout_seconds: int = 300  # how long a load waits for another writer
+    reconcile_settle_hours: int = 48  # a day is compared once this long after it ended is loaded
+    reconcile_tolerance: float = 0.0  # the share a day's number may differ from Amplitude's
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -115,6 +117,11 @@ class Settings:
             rejects=_choice(env, "AMPLITUDE_REJECTS", ("fail", "quarantine")),
             warehouse_lock_timeout_seconds=_int(env, "WAREHOUSE_LOCK_TIMEOUT_SECONDS", 300,
                                                 minimum=0, maximum=3600),
+            reconcile_settle_hours=_int(env, "AMPLITUDE_RECONCILE_SETTLE_HOURS", 48, minimum=0,
+                                        maximum=24 * 30),
+            reconcile_tolerance=(_share(env, "AMPLITUDE_RECONCILE_TOLERANCE", 1.0)
+                                 if env.get("AMPLITUDE_RECONCILE_TOLERANCE", "").strip()
+                                 not in ("", "0", "0%") else 0.0),
         )
 
 

@@ -89,8 +89,8 @@ def split_members(members: Sequence[Path], into: Path, names: dict[str, str],
         raise TooManyRejects(
             f"upload hour {upload_hour:%Y-%m-%dT%H}: {len(rejects)} of {lines} lines are not "
             f"JSON objects, more than the {limit} a quarantine takes (1 %, at least "
-            f"{MIN_REJECTED_LIMIT}, at most {MAX_REJECTED_LINES}); that is damage, not stray lines. First: member "
-            f"{rejects[0].member} line {rejects[0].line_number}")
+            f"{MIN_REJECTED_LIMIT}, at most {MAX_REJECTED_LINES}); that is damage, not stray "
+            f"lines. First: member {rejects[0].member} line {rejects[0].line_number}")
     return SplitMembers(written, rejects, lines, blanks)
 
 

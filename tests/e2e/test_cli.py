@@ -126,7 +126,7 @@ def test_the_readme_demo_runs_end_to_end(tmp_path):
         assert re.search(r"step \d+\.\d\d s$", figures), figures
     full = log.read_text()
     assert " - dagster - DEBUG - " in full and "RUN_SUCCESS" in full
-    assert full.count("STEP_SUCCESS") == 3
+    assert full.count("STEP_SUCCESS") == 4  # the three assets and the freshness check
 
 
 def test_a_failed_demo_shows_the_log_tail_and_exits_non_zero(tmp_path):
