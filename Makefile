@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean ui
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,11 @@ $(INSTALLED): pyproject.toml constraints.txt
 
 demo: $(INSTALLED)
 	$(BIN)/python scripts/demo.py
+
+# The Dagster UI (webserver and daemon on 127.0.0.1) on the demo's data and simulator settings.
+UI_PORT ?= 3000
+ui: $(INSTALLED)
+	$(BIN)/python scripts/ui.py --port $(UI_PORT)
 
 test: $(INSTALLED)
 	$(BIN)/ruff check .
