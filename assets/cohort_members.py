@@ -14,6 +14,7 @@ from functools import partial
 
 import dagster as dg
 
+from assets.events import OWNERS
 from assets.snapshots import GROUP, run_days
 from pipeline import engine
 from pipeline.amplitude import cohort_members as members
@@ -44,6 +45,7 @@ def build_cohort_member_assets(partitions: dg.PartitionsDefinition, *,
     @dg.asset(
         key=COHORT_MEMBERS, deps=[COHORTS], partitions_def=partitions, group_name=GROUP,
         kinds={"amplitude", "duckdb"}, backfill_policy=dg.BackfillPolicy.single_run(),
+        owners=OWNERS, code_version="1",
         metadata={"dagster/table_name": f"amplitude.{members.TABLE}"},
         description="Every selected cohort's members on that day (amplitude_id, user_id, the "
         "requested user properties as JSON), from Amplitude's asynchronous cohort download. A "

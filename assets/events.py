@@ -19,7 +19,7 @@ from pipeline.amplitude.fetching import HourRefused, fetch_and_land, hours_to_fe
 from pipeline.amplitude.hour_checks import SPECS as HOUR_CHECKS
 from pipeline.amplitude.hour_checks import check_hour
 from pipeline.amplitude.landing import LandedHour
-from pipeline.amplitude.normalize import NormalizeError, normalize_hour
+from pipeline.amplitude.normalize import PARSER_VERSION, NormalizeError, normalize_hour
 from pipeline.amplitude.refusals import Refusal, Refusals, loadable
 from pipeline.amplitude.rejects import rejects_file, rejects_for
 from pipeline.amplitude.schema import EVENT_COLUMNS
@@ -31,6 +31,7 @@ RAW_EXPORT = dg.AssetKey(["amplitude", "raw_export"])
 EVENTS_PARQUET = dg.AssetKey(["amplitude", "events_parquet"])
 EVENTS = dg.AssetKey(["amplitude", "events"])
 WAREHOUSE_POOL = "duckdb_warehouse"
+OWNERS = ["team:data-engineering"]  # who the UI shows as answering for the tables
 EXPORT_POOL = "amplitude_export"
 
 # single_run() is what makes a range one run with few export requests; its beta flag is noise.
@@ -71,10 +72,11 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
         "partitions_def": partitions,
         "backfill_policy": dg.BackfillPolicy.single_run(),
         "group_name": "amplitude",
+        "owners": OWNERS,
     }
 
     @dg.asset(
-        key=RAW_EXPORT, pool=EXPORT_POOL, kinds={"amplitude", "file"},
+        key=RAW_EXPORT, pool=EXPORT_POOL, kinds={"amplitude", "file"}, code_version="2",
         description="The export archive's gzip members, byte for byte, one landing folder per "
         "upload hour. Fetched in windows of up to max_window_hours; oversized windows halve, and "
         "so do windows whose archive stays damaged, until the bad hours stand alone.",
@@ -123,7 +125,7 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
         return dg.MaterializeResult()  # figures are per hour, above; a range total would repeat
 
     @dg.asset(
-        key=EVENTS_PARQUET, deps=[RAW_EXPORT], kinds={"parquet"},
+        key=EVENTS_PARQUET, deps=[RAW_EXPORT], kinds={"parquet"}, code_version=PARSER_VERSION,
         description="Typed events, one zstd Parquet file per upload hour, hive-partitioned by "
         "upload_date and upload_hour.",
         **common,
@@ -170,7 +172,7 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
         return dg.MaterializeResult(metadata={"dagster/column_schema": COLUMN_SCHEMA})
 
     @dg.asset(
-        key=EVENTS, deps=[EVENTS_PARQUET], pool=WAREHOUSE_POOL, kinds={"duckdb"},
+        key=EVENTS, deps=[EVENTS_PARQUET], pool=WAREHOUSE_POOL, kinds={"duckdb"}, code_version="3",
         description=f"{EVENTS_TABLE} in the DuckDB warehouse; each upload hour swapped in one "
         "transaction and recorded in amplitude._loads.",
         check_specs=[dg.AssetCheckSpec(spec.name, asset=EVENTS, description=spec.description,

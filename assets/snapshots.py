@@ -16,6 +16,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.events import OWNERS
 from pipeline import engine
 from pipeline.amplitude import cohorts, dashboard, taxonomy
 from pipeline.amplitude.client import AmplitudeClient
@@ -119,6 +120,7 @@ def _records_asset(spec: RecordsSnapshot, partitions: dg.PartitionsDefinition
     key = dg.AssetKey(["amplitude", spec.key])
 
     @dg.asset(key=key, partitions_def=partitions, group_name=GROUP, kinds=set(spec.kinds),
+              owners=OWNERS, code_version="1",
               description=spec.description, pool=WAREHOUSE_POOL,
               deps=[dg.AssetKey(["amplitude", d]) for d in DEPS.get(spec.key, [])],
               metadata={"dagster/table_name": f"amplitude.{spec.key}"},
@@ -147,6 +149,7 @@ def _daily_counts_asset(partitions: dg.PartitionsDefinition, timezone: str,
                         days: int) -> dg.AssetsDefinition:
     @dg.asset(key=dg.AssetKey(["amplitude", "daily_counts"]), partitions_def=partitions,
               group_name=GROUP, kinds={"amplitude", "duckdb"}, pool=WAREHOUSE_POOL,
+              owners=OWNERS, code_version="1",
               description=f"Amplitude's own daily active users, new users and event totals "
               f"over the {days} days up to the snapshot's day, by event date in the project's "
               f"time zone ({timezone}): what the warehouse is reconciled against.",

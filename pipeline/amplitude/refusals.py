@@ -30,7 +30,9 @@ class Refusal:
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def __str__(self) -> str:
-        return f"upload hour {self.upload_hour:%Y-%m-%dT%H}: {self.stage} failed: {self.cause}"
+        hour = f"upload hour {self.upload_hour:%Y-%m-%dT%H}"
+        cause = self.cause.removeprefix(f"{hour}: ")  # the stages' errors name the hour too
+        return f"{hour}: {self.stage} failed: {cause}"
 
 
 class Refusals:
