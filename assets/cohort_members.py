@@ -15,6 +15,7 @@ from functools import partial
 import dagster as dg
 
 from assets.events import OWNERS
+from assets.snapshot_checks import DayChecks, check_specs
 from assets.snapshots import GROUP, run_days
 from pipeline import engine
 from pipeline.amplitude import cohort_members as members
@@ -47,6 +48,7 @@ def build_cohort_member_assets(partitions: dg.PartitionsDefinition, *,
         kinds={"amplitude", "duckdb"}, backfill_policy=dg.BackfillPolicy.single_run(),
         owners=OWNERS, code_version="1",
         metadata={"dagster/table_name": f"amplitude.{members.TABLE}"},
+        check_specs=check_specs(members.TABLE, partitions),
         description="Every selected cohort's members on that day (amplitude_id, user_id, the "
         "requested user properties as JSON), from Amplitude's asynchronous cohort download. A "
         "cohort whose lastComputed has not changed since its last download is carried forward "
@@ -69,7 +71,9 @@ def build_cohort_member_assets(partitions: dg.PartitionsDefinition, *,
             with target.connect() as con:  # briefly: the lock is not held while polling
                 return members.read_history(con, datetime.now(UTC))
 
-        for day in run_days(context):
+        days = run_days(context)
+        checks = DayChecks(context, members.TABLE, len(days))
+        for day in days:
             started = time.monotonic()
             try:
                 with amplitude.client() as client:
@@ -89,6 +93,7 @@ def build_cohort_member_assets(partitions: dg.PartitionsDefinition, *,
                 with target.connect() as con:
                     rows = members.load_members(target, con, landing,
                                                 snaps.table_file(members.TABLE, day))
+                    checks.measure(con, day)
             except WarehouseLocked as error:  # a re-run reuses today's files, no new download
                 raise dg.Failure(str(error), allow_retries=False) from error
             cohorts = landing.details.get("cohorts", [])
@@ -103,6 +108,6 @@ def build_cohort_member_assets(partitions: dg.PartitionsDefinition, *,
                 "taken_from": ("Amplitude" if called
                                else f"landing of {landing.fetched_at:%Y-%m-%d}"),
             }, partition_key=day.isoformat())
-        return dg.MaterializeResult()
+        return dg.MaterializeResult(check_results=checks.results())
 
     return [cohort_members]

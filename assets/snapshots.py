@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 
 from assets.events import OWNERS
+from assets.snapshot_checks import DayChecks, check_specs
 from pipeline import engine
 from pipeline.amplitude import cohorts, dashboard, taxonomy
 from pipeline.amplitude.client import AmplitudeClient
@@ -101,12 +102,13 @@ DEPS = {"taxonomy_event_properties": ["taxonomy_event_types"]}
 
 def _load(context: dg.AssetExecutionContext, warehouse: WarehouseResource, table: str,
           day: date, parquet: Path, landing: SnapshotLanding, called: bool,
-          extra: dict[str, Any] | None = None) -> None:
+          checks: DayChecks, extra: dict[str, Any] | None = None) -> None:
     target = warehouse.warehouse()
     with target.connect() as con:
         rows = target.replace_snapshot(con, table, day, parquet, requests=landing.requests,
                                        landing_version=landing.version,
                                        fetched_at=landing.fetched_at)
+        checks.measure(con, day)
     context.add_asset_metadata({
         "dagster/row_count": rows,
         "requests": landing.requests if called else 0,
@@ -124,11 +126,14 @@ def _records_asset(spec: RecordsSnapshot, partitions: dg.PartitionsDefinition
               description=spec.description, pool=WAREHOUSE_POOL,
               deps=[dg.AssetKey(["amplitude", d]) for d in DEPS.get(spec.key, [])],
               metadata={"dagster/table_name": f"amplitude.{spec.key}"},
+              check_specs=check_specs(spec.key, partitions),
               backfill_policy=dg.BackfillPolicy.single_run())
     def snapshot(context: dg.AssetExecutionContext, amplitude: AmplitudeExportResource,
                  lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
         snaps = Snapshots(lake.lake(), "amplitude")
-        for day in run_days(context):
+        days = run_days(context)
+        checks = DayChecks(context, spec.key, len(days))
+        for day in days:
             with amplitude.client() as client:
                 landing, called = snaps.take(
                     spec.key, day, partial(spec.fetch, client, snaps, day))
@@ -139,8 +144,8 @@ def _records_asset(spec: RecordsSnapshot, partitions: dg.PartitionsDefinition
                                      what=f"amplitude/{spec.key} for {day}",
                                      constants={"snapshot_date": f"DATE '{day}'"})
             _load(context, warehouse, spec.key, day, snaps.table_file(spec.key, day), landing,
-                  called, {"answers": len(files), "records": rows})
-        return dg.MaterializeResult()
+                  called, checks, {"answers": len(files), "records": rows})
+        return dg.MaterializeResult(check_results=checks.results())
 
     return snapshot
 
@@ -154,11 +159,14 @@ def _daily_counts_asset(partitions: dg.PartitionsDefinition, timezone: str,
               f"over the {days} days up to the snapshot's day, by event date in the project's "
               f"time zone ({timezone}): what the warehouse is reconciled against.",
               metadata={"dagster/table_name": "amplitude.daily_counts"},
+              check_specs=check_specs("daily_counts", partitions),
               backfill_policy=dg.BackfillPolicy.single_run())
     def daily_counts(context: dg.AssetExecutionContext, amplitude: AmplitudeExportResource,
                      lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
         snaps = Snapshots(lake.lake(), "amplitude")
-        for day in run_days(context):
+        run = run_days(context)
+        checks = DayChecks(context, "daily_counts", len(run))
+        for day in run:
             first, last = dashboard.trailing_window(day, days)
             with amplitude.client() as client:
                 landing, called = snaps.take("daily_counts", day, partial(
@@ -169,8 +177,8 @@ def _daily_counts_asset(partitions: dg.PartitionsDefinition, timezone: str,
             with engine.connect() as con, snaps.staged_table_file("daily_counts", day) as out:
                 rows = dashboard.write_daily_counts(con, files, day, zone, out)
             _load(context, warehouse, "daily_counts", day,
-                  snaps.table_file("daily_counts", day), landing, called, {"days": rows})
-        return dg.MaterializeResult()
+                  snaps.table_file("daily_counts", day), landing, called, checks, {"days": rows})
+        return dg.MaterializeResult(check_results=checks.results())
 
     return daily_counts
 
