@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.alerts import ALERT_SENSORS
+from assets.analytics import build_analytics_assets
 from assets.cohort_members import build_cohort_member_assets
 from assets.events import build_event_assets
 from assets.executor import crash_safe_in_process_executor
@@ -31,7 +32,8 @@ def build_defs(settings: Settings) -> dg.Definitions:
         assets=[*build_event_assets(partitions),
                 *build_snapshot_assets(days, timezone=settings.project_timezone,
                                        counts_days=settings.counts_days),
-                *build_cohort_member_assets(days, settings=settings)],
+                *build_cohort_member_assets(days, settings=settings),
+                *build_analytics_assets(settings)],
         # A run's steps depend on each other, so separate step processes buy no parallelism and
         # cost each step a fresh interpreter that imports Dagster and the code location again:
         # 1.5-1.9 s and about 170 MB apiece (scripts/bench.py --dagster). Pools still apply.

@@ -1,0 +1,54 @@
+-- dbt_amplitude's amplitude__daily_performance: per event date (project time zone) and event
+-- type, from the type's first date to the last event date, days without events included: the
+-- events, sessions and users of that type, and the new users among them (users whose first
+-- event ever is on that date).
+with events as materialized (
+    select event_date, event_type, amplitude_id, session_id, event_time
+    from {{ ref('events_unique') }}
+),
+
+first_dates as (
+    select amplitude_id, {{ local_date('min(event_time)') }} as first_event_date
+    from events
+    group by amplitude_id
+),
+
+types as (
+    select event_type, min(event_date) as first_date
+    from events
+    group by event_type
+),
+
+spine as (
+    select dates.event_date, types.event_type
+    from ({{ event_dates('events') }}) as dates
+    join types on dates.event_date >= types.first_date
+),
+
+figures as (
+    select
+        events.event_date,
+        events.event_type,
+        count(*) as number_events,
+        count(distinct case when events.session_id <> -1
+                            then events.amplitude_id || ':' || events.session_id end)
+            as number_sessions,
+        count(distinct events.amplitude_id) as number_users,
+        count(distinct case when first_dates.first_event_date = events.event_date
+                            then events.amplitude_id end) as number_new_users
+    from events
+    join first_dates using (amplitude_id)
+    group by events.event_date, events.event_type
+)
+
+select
+    spine.event_date,
+    spine.event_type,
+    coalesce(figures.number_events, 0) as number_events,
+    coalesce(figures.number_sessions, 0) as number_sessions,
+    coalesce(figures.number_users, 0) as number_users,
+    coalesce(figures.number_new_users, 0) as number_new_users
+from spine
+left join figures
+    on figures.event_date = spine.event_date
+    and figures.event_type is not distinct from spine.event_type

@@ -1,0 +1,10 @@
+-- Per event date in the project's time zone and event type: the number of events (totals) and
+-- of distinct users with such an event (uniques), as /api/2/events/segmentation counts them
+-- with m=totals and m=uniques. The day's total over every type is sum(totals).
+select
+    event_date,
+    event_type,
+    count(*) as totals,
+    count(distinct amplitude_id) as uniques
+from {{ ref('events_unique') }}
+group by event_date, event_type

@@ -1,0 +1,9 @@
+-- Amplitude's average sessions per user (/api/2/sessions/peruser) per session date (project
+-- time zone): the day's sessions over the users who had one that day.
+select
+    session_date,
+    count(*) as sessions,
+    count(distinct amplitude_id) as users,
+    count(*) / count(distinct amplitude_id) as sessions_per_user
+from {{ ref('sessions') }}
+group by session_date

@@ -1,0 +1,49 @@
+-- One row per user (amplitude_id, the id Amplitude counts users by), with what dbt_amplitude's
+-- amplitude__user_enhanced offers: first and last activity, event and session totals, average
+-- session length and time between sessions.
+with events as (
+    select
+        amplitude_id,
+        min(event_time) as first_event_time,
+        max(event_time) as last_event_time,
+        {{ local_date('min(event_time)') }} as first_event_date,
+        max(event_date) as last_event_date,
+        count(*) as total_events,
+        count(distinct event_date) as active_days,
+        count(distinct device_id) as devices,
+        arg_max(user_id, (event_time, uuid)) filter (where user_id is not null) as user_id,
+        min(user_creation_time) as user_created_at
+    from {{ ref('events_unique') }}
+    group by amplitude_id
+),
+
+sessions as (
+    select
+        amplitude_id,
+        count(*) as total_sessions,
+        min(first_event_time) as first_session_at,
+        max(last_event_time) as last_session_at,
+        avg(duration_seconds) / 60 as average_session_length_in_minutes,
+        avg(minutes_since_previous_session) as average_minutes_in_between_sessions
+    from {{ ref('sessions') }}
+    group by amplitude_id
+)
+
+select
+    events.amplitude_id,
+    events.user_id,
+    events.user_created_at,
+    events.first_event_time,
+    events.last_event_time,
+    events.first_event_date,
+    events.last_event_date,
+    events.total_events,
+    events.active_days,
+    events.devices,
+    coalesce(sessions.total_sessions, 0) as total_sessions,
+    sessions.first_session_at,
+    sessions.last_session_at,
+    sessions.average_session_length_in_minutes,
+    sessions.average_minutes_in_between_sessions
+from events
+left join sessions using (amplitude_id)

@@ -1,0 +1,290 @@
+"""The dbt models on hand-made events: the cases the simulator never serves, each with its
+expected figure worked out by hand (re-exported duplicates, sessions on Amplitude's bin edges,
+inactive events, a project time zone other than UTC, funnels that need their second start,
+retention on day 7), and a build against an empty warehouse. dbt runs through Dagster, with a
+recording HTTP proxy in the environment: nothing may go out.
+"""
+
+import http.server
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import ClassVar
+
+import dagster as dg
+import duckdb
+import pytest
+import yaml
+
+from assets.analytics import build_analytics_assets, prepare_manifest
+from pipeline.settings import Settings
+from resources import WarehouseResource
+
+pytestmark = pytest.mark.slow
+
+ZONE = "Asia/Kolkata"  # +05:30
+T = datetime(2026, 3, 1, 4, 0, tzinfo=UTC)  # 09:30 on 1 March in Kolkata
+D1 = date(2026, 3, 1)
+MIN, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
+
+
+def ms(ts: datetime) -> int:
+    return (ts - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+
+
+def ev(uuid: str, aid: int, event_type: str, at: datetime, *, session: int = -1,
+       client: datetime | None = None, upload: datetime | None = None,
+       hour: datetime | None = None) -> dict:
+    upload = upload or at + MIN
+    return {"uuid": uuid, "amplitude_id": aid, "event_type": event_type, "event_time": at,
+            "client_event_time": client or at, "server_upload_time": upload,
+            "session_id": session,
+            "_upload_hour": hour or upload.replace(minute=0, second=0, microsecond=0),
+            "device_id": f"device-{aid}", "user_id": f"user-{aid}",
+            "_source_member": "636686_2026-03-01_4#0.json.gz"}
+
+
+S1, S2, S3 = ms(T), ms(T + HOUR), ms(T + 2 * HOUR)
+EVENTS = [
+    # re-exports: the highest server_upload_time wins, then the latest upload hour
+    ev("dup", 1, "old_name", T, upload=T + MIN),
+    ev("dup", 1, "page_view", T, upload=T + 2 * HOUR),
+    ev("tie", 1, "tie_early", T + 5 * MIN, upload=T + 10 * MIN),
+    ev("tie", 1, "tie_late", T + 5 * MIN, upload=T + 10 * MIN, hour=T + 3 * HOUR),
+    ev("back", 1, "back_high", T + 6 * MIN, upload=T + 50 * MIN),
+    ev("back", 1, "back_low", T + 6 * MIN, upload=T + 20 * MIN, hour=T + 5 * HOUR),
+    # user 2's sessions: lengths 2,999 ms (bin 1), 3,000 ms (bin 2), 61 s (bin 5: its
+    # inactive event an hour later is left out of the length, not of the duration)
+    ev("s1a", 2, "page_view", T, session=S1),
+    ev("s1b", 2, "button_click", T + timedelta(seconds=10), session=S1,
+       client=T + timedelta(milliseconds=2999)),
+    ev("s2a", 2, "page_view", T + HOUR, session=S2),
+    ev("s2b", 2, "page_view", T + HOUR + timedelta(seconds=3), session=S2),
+    ev("s3a", 2, "page_view", T + 2 * HOUR, session=S3),
+    ev("s3b", 2, "page_view", T + 2 * HOUR + timedelta(seconds=61), session=S3),
+    ev("s3c", 2, "background_ping", T + 3 * HOUR, session=S3),
+    ev("out", 2, "page_view", T + 4 * HOUR),  # session -1: in no session
+    # user 3 reuses S1 (another session: ids are per user) and lasts a day: in no bin
+    ev("s4a", 3, "page_view", T, session=S1),
+    ev("s4b", 3, "page_view", T + DAY, session=S1),
+    # user 4: only inactive events: new, never active; a session without a length
+    ev("s5a", 4, "background_ping", T, session=S1),
+    ev("s5b", 4, "background_ping", T + timedelta(seconds=10), session=S1),
+    # user 5 either side of midnight in Kolkata (18:30 UTC)
+    ev("tz1", 5, "page_view", datetime(2026, 3, 1, 18, 15, tzinfo=UTC)),
+    ev("tz2", 5, "page_view", datetime(2026, 3, 1, 18, 45, tzinfo=UTC)),
+    # funnels search → add_to_cart → purchase: user 6's first search reaches step 2 in a day,
+    # its second (10 h later) reaches step 3; user 7 does them out of order; user 8 too late
+    ev("f1", 6, "search", T),
+    ev("f2", 6, "add_to_cart", T + HOUR),
+    ev("f3", 6, "search", T + 10 * HOUR),
+    ev("f4", 6, "add_to_cart", T + 11 * HOUR),
+    ev("f5", 6, "purchase", T + 30 * HOUR),
+    ev("g1", 7, "add_to_cart", T),
+    ev("g2", 7, "search", T + HOUR),
+    ev("g3", 7, "purchase", T + 2 * HOUR),
+    ev("h1", 8, "search", T + DAY),
+    # retention signup_done → app_open: user 9 back on day 7, user 10 (cohort of its first
+    # signup) on day 6, user 11 (cohort 3 March) on day 7
+    ev("r1", 9, "signup_done", T),
+    ev("r2", 9, "app_open", T + 7 * DAY),
+    ev("r3", 10, "signup_done", T),
+    ev("r4", 10, "signup_done", T + DAY),
+    ev("r5", 10, "app_open", T + 6 * DAY),
+    ev("r6", 11, "signup_done", T + 2 * DAY),
+    ev("r7", 11, "app_open", T + 9 * DAY),
+]
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    seen: ClassVar[list[str]] = []
+
+    def _record(self) -> None:
+        self.seen.append(f"{self.command} {self.path}")
+        self.send_response(502)
+        self.end_headers()
+
+    do_GET = do_POST = do_CONNECT = _record
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def no_network(monkeypatch) -> Iterator[list[str]]:
+    """Every proxy variable pointed at a local recorder; yields what it received."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, url)
+    for name in ("NO_PROXY", "no_proxy", "DBT_SEND_ANONYMOUS_USAGE_STATS"):
+        monkeypatch.delenv(name, raising=False)
+    _Recorder.seen = []
+    yield _Recorder.seen
+    server.shutdown()
+    server.server_close()
+
+
+def build(path: Path) -> dg.ExecuteInProcessResult:
+    assets = build_analytics_assets(Settings(project_timezone=ZONE, warehouse_path=path))
+    with dg.instance_for_test() as instance:
+        return dg.materialize(assets, resources={"warehouse": WarehouseResource(path=str(path))},
+                              instance=instance, raise_on_error=False)
+
+
+def insert(path: Path) -> None:
+    with duckdb.connect(str(path)) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        for row in EVENTS:
+            names = ", ".join(f'"{name}"' for name in row)
+            con.execute(f"INSERT INTO amplitude.events ({names}) VALUES "
+                        f"({', '.join('?' * len(row))})", list(row.values()))
+        # the newest snapshot of the events list counts: page_view was inactive only before
+        con.execute("INSERT INTO amplitude.events_list (snapshot_date, event_type, non_active) "
+                    "VALUES ('2026-03-01', 'page_view', true), "
+                    "('2026-03-02', 'page_view', false), ('2026-03-02', 'background_ping', true)")
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
+    return con.execute(sql).fetchall()
+
+
+def dates(*pairs: tuple[int, int]) -> dict[date, int]:
+    return {date(2026, 3, day): n for day, n in pairs}
+
+
+def test_models_on_hand_made_events(tmp_path, no_network):
+    path = tmp_path / "warehouse.duckdb"
+
+    # A new, empty warehouse: the tables are created first, the views are empty, tests pass.
+    empty = build(path)
+    assert empty.success, [e.check_name for e in empty.get_asset_check_evaluations()
+                           if not e.passed]
+    assert all(e.passed for e in empty.get_asset_check_evaluations())
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert rows(con, "SELECT count(*) FROM analytics.daily_active_users") == [(0,)]
+        assert rows(con, "SELECT * FROM analytics.funnel(['a', 'b'], DATE '2026-03-01', "
+                         "DATE '2026-03-01')") == [(1, "a", 0, None, None), (2, "b", 0, None, None)]
+        assert rows(con, "SELECT schema_name FROM duckdb_schemas() WHERE schema_name LIKE "
+                         "'%analytics%'") == [("analytics",)]
+
+    insert(path)
+    with duckdb.connect(str(path), read_only=True) as con:
+        con.execute("SET TimeZone = 'America/New_York'")  # a reader's zone changes no date
+        unique = dict(rows(con, "SELECT uuid, event_type FROM analytics.events_unique"))
+        assert len(unique) == len(EVENTS) - 3
+        assert (unique["dup"], unique["tie"], unique["back"]) == (
+            "page_view", "tie_late", "back_high")
+        assert dict(rows(con, "SELECT uuid, event_date FROM analytics.events_unique WHERE uuid "
+                              "LIKE 'tz%'")) == {"tz1": D1, "tz2": date(2026, 3, 2)}
+
+        assert dict(rows(con, "SELECT * FROM analytics.daily_active_users")) == dates(
+            (1, 8), (2, 5), (3, 1), (4, 0), (5, 0), (6, 0), (7, 1), (8, 1), (9, 0), (10, 1))
+        assert dict(rows(con, "SELECT * FROM analytics.daily_new_users")) == dates(
+            (1, 9), (2, 1), (3, 1), (4, 0), (5, 0), (6, 0), (7, 0), (8, 0), (9, 0), (10, 0))
+        counts = {(d, t): (n, u) for d, t, n, u in rows(
+            con, "SELECT * FROM analytics.event_counts_daily")}
+        assert counts[(D1, "background_ping")] == (3, 2)
+        assert counts[(D1, "page_view")] == (9, 4)  # users 1, 2, 3 and 5 (before midnight)
+        assert (D1, "old_name") not in counts
+
+        sessions = {(a, s): rest for a, s, *rest in rows(
+            con, "SELECT amplitude_id, session_id, event_count, duration_seconds, length_ms, "
+                 "user_session_number, round(minutes_since_previous_session, 4), "
+                 "session_date FROM analytics.sessions")}
+        assert sessions == {
+            (2, S1): [2, 10.0, 2999, 1, None, D1],
+            (2, S2): [2, 3.0, 3000, 2, round((HOUR - 10 * timedelta(seconds=1)) / MIN, 4), D1],
+            (2, S3): [3, 3600.0, 61000, 3, round((HOUR - 3 * timedelta(seconds=1)) / MIN, 4),
+                      D1],
+            (3, S1): [2, 86400.0, 86_400_000, 1, None, D1],
+            (4, S1): [2, 10.0, None, 1, None, D1],
+        }
+        assert rows(con, "SELECT bin, label, sessions FROM analytics.session_length_distribution"
+                         " WHERE sessions > 0 ORDER BY bin") == [
+            (1, "0s-3s", 1), (2, "3s-10s", 1), (5, "1m-3m", 1)]
+        assert rows(con, "SELECT count(*) FROM analytics.session_length_distribution") == [(9,)]
+        assert rows(con, "SELECT session_date, sessions, average_seconds FROM "
+                         "analytics.average_session_length") == [(D1, 3, (2999 + 3000 + 61000) / 3
+                                                                  / 1000)]
+        assert rows(con, "SELECT * FROM analytics.sessions_per_user") == [(D1, 5, 3, 5 / 3)]
+
+        funnel = "SELECT step, users FROM analytics.funnel({}, DATE '2026-03-01', " \
+                 "DATE '2026-03-01'{})"
+        steps = "['search', 'add_to_cart', 'purchase']"
+        assert rows(con, funnel.format(steps, "")) == [(1, 2), (2, 1), (3, 1)]
+        assert rows(con, funnel.format(steps, ", conversion_window := INTERVAL 12 HOUR")) == [
+            (1, 2), (2, 1), (3, 0)]
+        assert rows(con, funnel.format("['search', 'search']", "")) == [(1, 2), (2, 1)]
+
+        retention = rows(con, "SELECT cohort_date, day, users, retained, complete FROM "
+                              "analytics.retention('signup_done', 'app_open', DATE '2026-03-01',"
+                              " DATE '2026-03-03', days := 7) WHERE retained > 0 OR day = 7")
+        assert retention == [(D1, 0, 2, 2, True), (D1, 6, 2, 1, True), (D1, 7, 2, 1, True),
+                             (date(2026, 3, 3), 0, 1, 1, True), (date(2026, 3, 3), 7, 1, 1, True)]
+
+        performance = {(d, t): rest for d, t, *rest in rows(
+            con, "SELECT * FROM analytics.daily_performance WHERE event_type = 'app_open'")}
+        assert performance == {(date(2026, 3, 7), "app_open"): [1, 0, 1, 0],
+                               (date(2026, 3, 8), "app_open"): [1, 0, 1, 0],
+                               (date(2026, 3, 9), "app_open"): [0, 0, 0, 0],
+                               (date(2026, 3, 10), "app_open"): [1, 0, 1, 0]}
+        users = {a: rest for a, *rest in rows(
+            con, "SELECT amplitude_id, first_event_date, total_events, total_sessions, "
+                 "active_days FROM analytics.user_enhanced WHERE amplitude_id IN (2, 4, 5)")}
+        assert users == {2: [D1, 8, 3, 1], 4: [D1, 2, 1, 1], 5: [D1, 2, 0, 2]}
+        enhanced = dict(rows(con, "SELECT uuid, session_event_number FROM analytics."
+                                  "event_enhanced WHERE amplitude_id = 2"))
+        assert enhanced == {"s1a": 1, "s1b": 2, "s2a": 1, "s2b": 2, "s3a": 1, "s3b": 2,
+                            "s3c": 3, "out": None}
+
+    # The views work under any catalog name: a copy attached under another alias.
+    copy = tmp_path / "copy.duckdb"
+    shutil.copyfile(path, copy)
+    with duckdb.connect() as con:
+        con.execute(f"ATTACH '{copy}' AS elsewhere (READ_ONLY)")
+        assert rows(con, "SELECT sum(active_users) FROM elsewhere.analytics."
+                         "daily_active_users") == [(17,)]
+
+    # An analyst's read-only session holds the file: the build waits for it, then runs (and
+    # every dbt test passes on these rows).
+    reader = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time\n"
+         f"con = duckdb.connect({str(path)!r}, read_only=True)\n"
+         "print('open', flush=True)\ntime.sleep(4)\ncon.close()"],
+        stdout=subprocess.PIPE, text=True)
+    assert reader.stdout is not None and reader.stdout.readline().strip() == "open"
+    started = time.monotonic()
+    again = build(path)
+    assert reader.wait(timeout=30) == 0
+    assert again.success and time.monotonic() - started > 3
+    checks = {e.check_name: e.passed for e in again.get_asset_check_evaluations()}
+    assert checks and all(checks.values()), checks
+    assert no_network == []
+
+
+def test_the_manifest_is_parsed_when_missing_or_stale_and_only_then(tmp_path, no_network):
+    project = tmp_path / "analytics"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "analytics", project,
+                    ignore=shutil.ignore_patterns("target", "logs"))
+    manifest = prepare_manifest(project)
+    assert manifest == project / "target" / "manifest.json" and manifest.exists()
+    parsed = manifest.stat().st_mtime_ns
+    assert prepare_manifest(project).stat().st_mtime_ns == parsed  # fresh: not parsed again
+    model = project / "models" / "sessions_per_user.sql"
+    model.write_text(model.read_text() + "\n-- edited\n")
+    assert prepare_manifest(project).stat().st_mtime_ns > parsed
+    assert not list((project / "target").glob(".parse-*"))
+    assert not (project / "packages.yml").exists() and not (project / "dbt_packages").exists()
+    assert no_network == []
+    settings = yaml.safe_load((project / "dbt_project.yml").read_text())
+    assert settings["flags"]["send_anonymous_usage_stats"] is False
+    profile = (project / "profiles.yml").read_text()
+    assert "env_var('WAREHOUSE_PATH'" in profile and "type: duckdb" in profile
