@@ -125,7 +125,11 @@ def _records_asset(spec: RecordsSnapshot, partitions: dg.PartitionsDefinition
               owners=OWNERS, code_version="1",
               description=spec.description, pool=WAREHOUSE_POOL,
               deps=[dg.AssetKey(["amplitude", d]) for d in DEPS.get(spec.key, [])],
-              metadata={"dagster/table_name": f"amplitude.{spec.key}"},
+              metadata={"dagster/table_name": f"amplitude.{spec.key}",
+                        "dagster/column_schema": dg.TableSchema(columns=[
+                            dg.TableColumn("snapshot_date", "DATE"),
+                            *(dg.TableColumn(f.name, f.duckdb_type) for f in spec.fields),
+                            dg.TableColumn("_extras", "JSON")])},
               check_specs=check_specs(spec.key, partitions),
               backfill_policy=dg.BackfillPolicy.single_run())
     def snapshot(context: dg.AssetExecutionContext, amplitude: AmplitudeExportResource,
