@@ -40,8 +40,7 @@ def hours_to_fetch(lake: AmplitudeLake, hours: Sequence[datetime], *, now: datet
     reuse: list[LandedHour] = []
     refusals = Refusals(lake)
     for hour in hours:
-        manifest = None if refetch else lake.manifest(lake.landing_dir(hour))
-        landed = LandedHour.from_json(manifest) if manifest else None
+        landed = None if refetch else lake.landed_or_none(hour)
         if (landed is not None and now - landed.fetched_at < refetch_after
                 and refusals.get(hour, "fetch") is None):
             reuse.append(landed)

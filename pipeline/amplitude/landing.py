@@ -142,13 +142,17 @@ class AmplitudeLake(Lake):
         return staged_hours
 
     def landed(self, upload_hour: datetime) -> LandedHour:
-        manifest = self.manifest(self.landing_dir(upload_hour))
-        if manifest is None:
+        landed = self.landed_or_none(upload_hour)
+        if landed is None:
             raise LakeError(
                 f"upload hour {upload_hour:%Y-%m-%dT%H} has not been landed: materialize "
                 "amplitude/raw_export for it first"
             )
-        return LandedHour.from_json(manifest)
+        return landed
+
+    def landed_or_none(self, upload_hour: datetime) -> LandedHour | None:
+        manifest = self.manifest(self.landing_dir(upload_hour))
+        return None if manifest is None else LandedHour.from_json(manifest)
 
     def member_paths(self, landed: LandedHour) -> list[Path]:
         folder = self.landing_dir(landed.upload_hour) / landed.version

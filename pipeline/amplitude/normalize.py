@@ -31,6 +31,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline import engine, leftovers, sql
+from pipeline.amplitude import lineage
 from pipeline.amplitude import rejects as quarantine
 from pipeline.amplitude.schema import EVENT_COLUMNS, EXPORT_COLUMNS
 from pipeline.records import json_value
@@ -47,7 +48,6 @@ _KNOWN_KEY_LIST = sql.literal_list(c.key for c in EXPORT_COLUMNS)
 _STRUCT = json.dumps({c.key: c.duckdb_type for c in EXPORT_COLUMNS})
 _STRUCT_TYPE = "STRUCT(" + ", ".join(f'"{c.key}" {c.duckdb_type}' for c in EXPORT_COLUMNS) + ")"
 _NOT_AN_OBJECT = "error('a line is not a JSON object: ' || {line})"
-LANDING_VERSION_KEY = "landing_version"  # Parquet key-value metadata: which fetch the rows are
 
 
 class NormalizeError(ValueError):
@@ -154,19 +154,9 @@ def connect_engine(limits: EngineLimits, spill: Path) -> duckdb.DuckDBPyConnecti
 
 
 def copy_statement(plan: str, out: Path, landing_version: str | None = None) -> str:
-    kv = (f", KV_METADATA {{{LANDING_VERSION_KEY}: {sql.literal(landing_version)}}}"
-          if landing_version else "")
     return (f"COPY ({plan}) TO {sql.literal(str(out))} (FORMAT parquet, COMPRESSION zstd, "
-            f"COMPRESSION_LEVEL {ZSTD_LEVEL}, ROW_GROUP_SIZE {ROW_GROUP_ROWS}{kv})")
-
-
-def landing_version_of(parquet: Path) -> str | None:
-    """The landing version an hour's Parquet file was built from (None: written before files
-    recorded it)."""
-    with duckdb.connect(config=engine.offline_config()) as con:
-        row = con.execute("SELECT value::VARCHAR FROM parquet_kv_metadata(?) WHERE key = ?",
-                          [str(parquet), LANDING_VERSION_KEY]).fetchone()
-    return str(row[0]) if row else None
+            f"COMPRESSION_LEVEL {ZSTD_LEVEL}, ROW_GROUP_SIZE {ROW_GROUP_ROWS}"
+            f"{lineage.kv_option(landing_version)})")
 
 
 def _copy(con: duckdb.DuckDBPyConnection, plan: str, out: Path,

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from pipeline.amplitude import lineage
 from pipeline.amplitude.landing import AmplitudeLake, LandedHour
 from pipeline.lake import write_atomically
 
@@ -68,23 +69,20 @@ def loadable(lake: AmplitudeLake, upload_hour: datetime, run_id: str) -> LandedH
     A file left by an earlier fetch would load stale rows under the new fetch's ledger row, and a
     fetch that failed in this run must fail its hour here too, not quietly reload the old one.
     """
-    from pipeline.amplitude.normalize import landing_version_of  # DuckDB only when loading
-
     refusals = Refusals(lake)
     fetch = refusals.get(upload_hour, "fetch")
     if fetch is not None and fetch.run_id == run_id:
         return f"fetch failed: {fetch.cause}"
-    manifest = lake.manifest(lake.landing_dir(upload_hour))
-    if manifest is None:
+    landed = lake.landed_or_none(upload_hour)
+    if landed is None:
         return "never landed: materialize amplitude/raw_export for it first"
-    landed = LandedHour.from_json(manifest)
     normalize = refusals.get(upload_hour, "normalize")
     if normalize is not None and normalize.landing_version == landed.version:
         return f"normalize failed: {normalize.cause}"
     parquet = lake.events_file(upload_hour)
     if not parquet.exists():
         return f"no Parquet file at {parquet}: materialize amplitude/events_parquet for it first"
-    built_from = landing_version_of(parquet)
+    built_from = lineage.landing_version_of(parquet)
     if built_from is not None and built_from != landed.version:
         return (f"its Parquet file was built from landing {built_from}, not the current "
                 f"{landed.version}: materialize amplitude/events_parquet for it again")

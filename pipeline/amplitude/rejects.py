@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline import engine, sql
+from pipeline.amplitude import lineage
 from pipeline.lake import Lake, hour_partition
 
 # More bad lines than this is damage, not strays: 1 % of the hour's lines, but at least 10 (a
@@ -97,14 +98,13 @@ def split_members(members: Sequence[Path], into: Path, names: dict[str, str],
 def write_rejects(rejects: Sequence[Reject], upload_hour: datetime, out: Path,
                   landing_version: str | None) -> None:
     """The hour's rejects as Parquet, in ``amplitude._rejects``'s columns (bar ``rejected_at``)."""
-    kv = (f", KV_METADATA {{landing_version: {sql.literal(landing_version)}}}"
-          if landing_version else "")
     with duckdb.connect(config=engine.offline_config()) as con:
         con.execute("CREATE TABLE r (upload_hour TIMESTAMPTZ, member VARCHAR, "
                     "line_number BIGINT, line VARCHAR)")
         con.executemany("INSERT INTO r VALUES (?, ?, ?, ?)",
                         [(upload_hour, r.member, r.line_number, r.line) for r in rejects])
-        con.execute(f"COPY r TO {sql.literal(str(out))} (FORMAT parquet{kv})")
+        con.execute(f"COPY r TO {sql.literal(str(out))} "
+                    f"(FORMAT parquet{lineage.kv_option(landing_version)})")
 
 
 def rejects_file(lake: Lake, upload_hour: datetime) -> Path:
@@ -115,9 +115,6 @@ def rejects_file(lake: Lake, upload_hour: datetime) -> Path:
 def rejects_for(lake: Lake, upload_hour: datetime, landing_version: str) -> Path | None:
     """The hour's quarantined lines, if they came from the same fetch as its events."""
     path = rejects_file(lake, upload_hour)
-    if not path.exists():
-        return None
-    with duckdb.connect(config=engine.offline_config()) as con:
-        row = con.execute("SELECT value::VARCHAR FROM parquet_kv_metadata(?) "
-                          "WHERE key = 'landing_version'", [str(path)]).fetchone()
-    return path if row is not None and row[0] == landing_version else None
+    if path.exists() and lineage.landing_version_of(path) == landing_version:
+        return path
+    return None

@@ -42,6 +42,7 @@ import duckdb
 
 from pipeline import engine
 from pipeline.amplitude.landing import AmplitudeLake
+from pipeline.amplitude.lineage import LANDING_VERSION_KEY
 from pipeline.forget import audit, landing, parquet
 from pipeline.forget.audit import ForgetReport
 from pipeline.forget.ids import Ids
@@ -53,9 +54,6 @@ log = logging.getLogger("pipeline.forget")
 
 SCANS = ("warehouse", "lake", "landing")
 ROUNDS = 3  # passes over partitions that changed under the request before it gives up
-# The key under which an hour's Parquet file names the landing version it was built from
-# (pipeline/amplitude/normalize.py); files without it are compared by modification time.
-LANDING_VERSION_KEY = "landing_version"
 LOCK_FILE = ".forget.lock"
 K = TypeVar("K", datetime, date)  # a partition: an upload hour or a snapshot day
 

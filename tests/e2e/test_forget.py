@@ -31,7 +31,7 @@ from assets.partitions import partition_key
 from pipeline.amplitude import cohort_members as cm
 from pipeline.amplitude.client import AmplitudeClient
 from pipeline.amplitude.cohorts import fetch_cohorts
-from pipeline.amplitude.normalize import landing_version_of
+from pipeline.amplitude.lineage import landing_version_of
 from pipeline.forget import ForgetError, Ids, IdsError, compact, forget
 from pipeline.forget import landing as forget_landing
 from pipeline.forget import parquet as forget_parquet
@@ -512,7 +512,7 @@ from pipeline.forget.__main__ import main
 from pipeline.amplitude import cohort_members as cm
 from pipeline.amplitude.client import AmplitudeClient
 from pipeline.amplitude.cohorts import fetch_cohorts
-from pipeline.amplitude.normalize import landing_version_of
+from pipeline.amplitude.lineage import landing_version_of
 sys.exit(main(sys.argv[4:]))
 """
 
