@@ -39,7 +39,9 @@ from dagster_dbt import (
 from packaging import version
 
 from assets.events import OWNERS, WAREHOUSE_POOL
+from pipeline import engine
 from pipeline.settings import CREDENTIALS, Settings
+from pipeline.warehouse import Warehouse
 from resources import WarehouseResource
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent / "analytics"
@@ -172,6 +174,22 @@ def _environ(values: dict[str, str], unset: tuple[str, ...] = ()) -> Iterator[No
                 os.environ[name] = value
 
 
+def warehouse_env(warehouse: Warehouse) -> dict[str, str]:
+    """What profiles.yml reads to reach ``warehouse``: its file, or its DuckLake catalog.
+
+    A catalog's password goes to libpq's PGPASSWORD rather than into WAREHOUSE_CATALOG, so that
+    no error dbt prints of its ATTACH can hold it.
+    """
+    env = {"WAREHOUSE_PATH": str(warehouse.path.resolve()), "WAREHOUSE_CATALOG": "",
+           "DUCKDB_EXTENSION_DIRECTORY": str(engine.extension_directory())}
+    if warehouse.catalog is not None:
+        catalog, password = warehouse.catalog.without_password()
+        env["WAREHOUSE_CATALOG"] = catalog
+        if password is not None:
+            env["PGPASSWORD"] = password
+    return env
+
+
 def _prune_invocations(target: Path, op_name: str) -> None:
     runs = sorted((p for p in target.glob(f"{op_name}-*") if p.is_dir()),
                   key=lambda p: p.stat().st_mtime)
@@ -192,14 +210,17 @@ def build_analytics_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         # The pipeline's tables must exist before a view can read them: opening the warehouse
         # creates or upgrades them (pipeline/migrations.py), so a build against a new, empty
         # warehouse makes empty views rather than failing.
-        with warehouse.warehouse().connect():
+        # On DuckLake this also installs the extensions dbt loads from the extension directory.
+        target = warehouse.warehouse()
+        with target.connect():
             pass
         _prune_invocations(project.project_dir / "target", "analytics")
         dbt = OfflineDbtCliResource(project_dir=str(project.project_dir),
                                     dbt_executable=dbt_executable())
         # dbt needs no credential: none is in its environment (pipeline.settings.CREDENTIALS)
-        with _environ({**DBT_ENV, "WAREHOUSE_PATH": str(Path(warehouse.path).resolve())},
-                      unset=CREDENTIALS):
+        # (but the catalog and its password, should CREDENTIALS name them, are what it needs)
+        env = {**DBT_ENV, **warehouse_env(target)}
+        with _environ(env, unset=tuple(name for name in CREDENTIALS if name not in env)):
             invocation = dbt.cli(["build", "--vars", dbt_vars], context=context)
         yield from invocation.stream()
 

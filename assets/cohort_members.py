@@ -92,7 +92,8 @@ def build_cohort_member_assets(partitions: dg.PartitionsDefinition, *,
             try:
                 with target.connect() as con:
                     rows = members.load_members(target, con, landing,
-                                                snaps.table_file(members.TABLE, day))
+                                                snaps.table_url(members.TABLE, day),
+                                                register=store.versioned_tables)
                     checks.measure(con, day)
             except WarehouseLocked as error:  # a re-run reuses today's files, no new download
                 raise dg.Failure(str(error), allow_retries=False) from error

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from assets.alerts import ALERT_SENSORS
 from assets.analytics import build_analytics_assets
 from assets.cohort_members import build_cohort_member_assets
+from assets.distributed import executor_from_env
 from assets.events import build_event_assets
 from assets.executor import crash_safe_in_process_executor
 from assets.freshness import amplitude_freshness, build_freshness, freshness_schedule
@@ -37,7 +40,8 @@ def build_defs(settings: Settings) -> dg.Definitions:
         # A run's steps depend on each other, so separate step processes buy no parallelism and
         # cost each step a fresh interpreter that imports Dagster and the code location again:
         # 1.5-1.9 s and about 170 MB apiece (scripts/bench.py --dagster). Pools still apply.
-        executor=crash_safe_in_process_executor,  # reaps dead runs, bounds pool waits
+        # reaps dead runs, bounds pool waits; DAGSTER_EXECUTOR=dask: docs/scaling.md
+        executor=executor_from_env(os.environ) or crash_safe_in_process_executor,
         sensors=[*ALERT_SENSORS],  # post to ALERT_WEBHOOK_URL (docs/alerts.md)
         asset_checks=[build_freshness(settings.lag_hours),
                       build_reconciliation(settings.project_timezone,
@@ -56,12 +60,17 @@ def build_defs(settings: Settings) -> dg.Definitions:
                 lag_hours=settings.lag_hours,
                 max_window_hours=settings.max_window_hours,
                 limits_path=str(settings.limits_path),
+                limits_dsn=dg.EnvVar("LIMITS_DSN") if settings.limits_dsn else None,
                 rate_limits=settings.rate_limits,
                 refetch_after_hours=settings.refetch_after_hours,
             ),
-            "lake": LakeResource(root=str(settings.lake_root), rejects=settings.rejects),
+            "lake": LakeResource(root=settings.lake_root, rejects=settings.rejects,
+                                 catalog_registers_files=settings.warehouse_catalog is not None),
             "warehouse": WarehouseResource(
                 path=str(settings.warehouse_path),
+                catalog=(dg.EnvVar("WAREHOUSE_CATALOG") if settings.warehouse_catalog
+                         else None),
+                data_path=settings.warehouse_data_path, lake_root=settings.lake_root,
                 lock_timeout_seconds=settings.warehouse_lock_timeout_seconds),
         },
     )

@@ -10,6 +10,7 @@ one body serves a single hour and a backfilled range; figures are reported per h
 import contextlib
 import warnings
 from datetime import UTC, datetime, timedelta
+from pathlib import PurePath
 from typing import Any
 
 import dagster as dg
@@ -18,10 +19,11 @@ from assets.partitions import partition_key, run_hours
 from pipeline.amplitude.fetching import HourRefused, fetch_and_land, hours_to_fetch
 from pipeline.amplitude.hour_checks import SPECS as HOUR_CHECKS
 from pipeline.amplitude.hour_checks import check_hour
-from pipeline.amplitude.landing import LandedHour
-from pipeline.amplitude.normalize import PARSER_VERSION, NormalizeError, normalize_hour
+from pipeline.amplitude.hour_parquet import write_hour_parquet
+from pipeline.amplitude.landing import AmplitudeLake, LandedHour
+from pipeline.amplitude.normalize import PARSER_VERSION, NormalizeError
 from pipeline.amplitude.refusals import Refusal, Refusals, loadable
-from pipeline.amplitude.rejects import rejects_file, rejects_for
+from pipeline.amplitude.rejects import rejects_for
 from pipeline.amplitude.schema import EVENT_COLUMNS
 from pipeline.lake import LakeError
 from pipeline.warehouse import EVENTS_TABLE, LoadRecord, RowDropRefused, WarehouseLocked
@@ -54,6 +56,12 @@ class LoadConfig(dg.Config):
     """Run config of amplitude/events."""
 
     accept_row_drops: bool = False  # load a re-fetch even if it holds far fewer rows (or none)
+
+
+def landed_file(store: AmplitudeLake, hour: datetime) -> PurePath:
+    place = store.events_file(hour)
+    assert place is not None  # loadable() has seen it
+    return place
 
 
 def _refused_hours(context: dg.AssetExecutionContext, stage: str, refused: list[str],
@@ -144,12 +152,8 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
             landed: LandedHour | None = None
             try:
                 landed = store.landed(hour)
-                result = normalize_hour(
-                    store.member_paths(landed), hour, store.events_file(hour), lake.limits(),
-                    member_names={m.file: m.name for m in landed.members},
-                    landing_version=landed.version,
-                    rejects=rejects_file(store, hour) if lake.quarantine else None,
-                )
+                result = write_hour_parquet(store, landed, lake.limits(),
+                                            quarantine=lake.quarantine)
             except (NormalizeError, LakeError) as error:
                 refusal = Refusal(hour, "normalize", str(error), context.run.run_id,
                                   landing_version=landed.version if landed else None)
@@ -166,7 +170,7 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
                 "normalize_seconds": round(result.seconds, 3),
                 "normalize_plan": result.plan,
                 "rejected_lines": result.rejected,
-                "path": dg.MetadataValue.path(str(result.path)),
+                "path": dg.MetadataValue.path(store.url(result.path)),
             }, partition_key=partition_key(hour))
         _refused_hours(context, "amplitude/events_parquet", refused, len(hours))
         return dg.MaterializeResult(metadata={"dagster/column_schema": COLUMN_SCHEMA})
@@ -203,16 +207,17 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
                 if isinstance(landed, str):
                     failed.append(f"upload hour {hour:%Y-%m-%dT%H}: {landed}")
                     continue
+                parquet = store.url(landed_file(store, hour))
                 try:
                     quarantined = rejects_for(store, hour, landed.version)
-                    record = target.replace_hour(con, store.events_file(hour),
+                    record = target.replace_hour(con, parquet,
                                                  LoadRecord.from_landing(landed),
                                                  max_drop_share=drop_share, rejects=quarantined)
                 except RowDropRefused as refusal:  # this hour keeps its rows; the rest load
                     failed.append(str(refusal))
                     continue
                 key = partition_key(hour)
-                for outcome in check_hour(con, hour, store.events_file(hour), record,
+                for outcome in check_hour(con, hour, parquet, record,
                                           max_drop_share=warehouse.max_row_drop_share):
                     if len(hours) > 1:  # one hour's result is the step's result, below
                         context.log_event(dg.AssetCheckEvaluation(

@@ -101,13 +101,14 @@ DEPS = {"taxonomy_event_properties": ["taxonomy_event_types"]}
 
 
 def _load(context: dg.AssetExecutionContext, warehouse: WarehouseResource, table: str,
-          day: date, parquet: Path, landing: SnapshotLanding, called: bool,
-          checks: DayChecks, extra: dict[str, Any] | None = None) -> None:
+          day: date, parquet: str, landing: SnapshotLanding, called: bool,
+          checks: DayChecks, extra: dict[str, Any] | None = None, *,
+          register: bool = False) -> None:
     target = warehouse.warehouse()
     with target.connect() as con:
         rows = target.replace_snapshot(con, table, day, parquet, requests=landing.requests,
                                        landing_version=landing.version,
-                                       fetched_at=landing.fetched_at)
+                                       fetched_at=landing.fetched_at, register=register)
         checks.measure(con, day)
     context.add_asset_metadata({
         "dagster/row_count": rows,
@@ -147,8 +148,9 @@ def _records_asset(spec: RecordsSnapshot, partitions: dg.PartitionsDefinition
                 rows = write_records(con, files, spec.list_path, spec.fields, staging,
                                      what=f"amplitude/{spec.key} for {day}",
                                      constants={"snapshot_date": f"DATE '{day}'"})
-            _load(context, warehouse, spec.key, day, snaps.table_file(spec.key, day), landing,
-                  called, checks, {"answers": len(files), "records": rows})
+            _load(context, warehouse, spec.key, day, snaps.table_url(spec.key, day), landing,
+                  called, checks, {"answers": len(files), "records": rows},
+                  register=snaps.lake.versioned_tables)
         return dg.MaterializeResult(check_results=checks.results())
 
     return snapshot
@@ -181,7 +183,8 @@ def _daily_counts_asset(partitions: dg.PartitionsDefinition, timezone: str,
             with engine.connect() as con, snaps.staged_table_file("daily_counts", day) as out:
                 rows = dashboard.write_daily_counts(con, files, day, zone, out)
             _load(context, warehouse, "daily_counts", day,
-                  snaps.table_file("daily_counts", day), landing, called, checks, {"days": rows})
+                  snaps.table_url("daily_counts", day), landing, called, checks, {"days": rows},
+                  register=snaps.lake.versioned_tables)
         return dg.MaterializeResult(check_results=checks.results())
 
     return daily_counts

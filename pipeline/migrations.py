@@ -11,16 +11,25 @@ first release wrote without a version table; its migration creates that layout w
 missing and adopts it where it is found. A migration's statements are frozen once released (a
 changed column goes into a new migration), which is why version 1 spells its columns out here
 instead of reading them from ``pipeline/amplitude/schema.py``.
+
+A DuckLake warehouse (``pipeline/ducklake.py``) runs the same migrations with the same columns:
+DuckLake has no PRIMARY KEY, UNIQUE or per-column compression, so on DuckLake each statement goes
+through :func:`for_backend`, which drops exactly those clauses, and the DuckDB file's statements
+stay as released. The keys were never relied on to find rows, only to reject duplicates, and the
+writers delete a ledger row before inserting its successor.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import duckdb
+
+from pipeline.ducklake import is_ducklake
 
 VERSIONS_TABLE = "amplitude._schema_versions"
 
@@ -36,10 +45,25 @@ class Migration:
     apply: Callable[[duckdb.DuckDBPyConnection], None]
 
 
+# What DuckLake refuses: "PRIMARY KEY/UNIQUE constraints are not supported in DuckLake",
+# "Defining a compression type for a column is not supported in DuckLake".
+_NOT_ON_DUCKLAKE = (re.compile(r",\s*PRIMARY KEY\s*\([^)]*\)"), re.compile(r" PRIMARY KEY\b"),
+                    re.compile(r" UNIQUE\b"), re.compile(r" USING COMPRESSION \w+"))
+
+
+def for_backend(con: duckdb.DuckDBPyConnection, statement: str) -> str:
+    """``statement`` as released for a DuckDB file; on DuckLake, without what it refuses."""
+    if not is_ducklake(con):
+        return statement
+    for clause in _NOT_ON_DUCKLAKE:
+        statement = clause.sub("", statement)
+    return statement
+
+
 def _run(*statements: str) -> Callable[[duckdb.DuckDBPyConnection], None]:
     def apply(con: duckdb.DuckDBPyConnection) -> None:
         for statement in statements:
-            con.execute(statement)
+            con.execute(for_backend(con, statement))
     return apply
 
 
@@ -81,10 +105,10 @@ def _create_or_adopt_v1(con: duckdb.DuckDBPyConnection) -> None:
     before anything (not even the version table) is written to it.
     """
     con.execute("CREATE SCHEMA IF NOT EXISTS amplitude")
-    con.execute("CREATE TABLE IF NOT EXISTS amplitude.events ("
-                + ", ".join(f'"{name}" {ddl}' for name, ddl in _V1_EVENT_COLUMNS) + ")")
-    con.execute("CREATE TABLE IF NOT EXISTS amplitude._loads ("
-                + ", ".join(f'"{name}" {ddl}' for name, ddl in _V1_LOADS_COLUMNS) + ")")
+    con.execute(for_backend(con, "CREATE TABLE IF NOT EXISTS amplitude.events (" + ", ".join(
+        f'"{name}" {ddl}' for name, ddl in _V1_EVENT_COLUMNS) + ")"))
+    con.execute(for_backend(con, "CREATE TABLE IF NOT EXISTS amplitude._loads (" + ", ".join(
+        f'"{name}" {ddl}' for name, ddl in _V1_LOADS_COLUMNS) + ")"))
     check_columns(con, "events", [name for name, _ in _V1_EVENT_COLUMNS], "schema version 1")
     check_columns(con, "_loads", [name for name, _ in _V1_LOADS_COLUMNS], "schema version 1")
 
@@ -239,8 +263,9 @@ def _apply(con: duckdb.DuckDBPyConnection, migration: Migration) -> bool:
             con.execute("ROLLBACK")
             return False
         con.execute("CREATE SCHEMA IF NOT EXISTS amplitude")
-        con.execute(f"CREATE TABLE IF NOT EXISTS {VERSIONS_TABLE} (version INTEGER PRIMARY KEY, "
-                    "description VARCHAR, applied_at TIMESTAMPTZ)")
+        con.execute(for_backend(con, f"CREATE TABLE IF NOT EXISTS {VERSIONS_TABLE} (version "
+                                     "INTEGER PRIMARY KEY, description VARCHAR, applied_at "
+                                     "TIMESTAMPTZ)"))
         migration.apply(con)
         con.execute(f"INSERT INTO {VERSIONS_TABLE} VALUES (?, ?, ?)",
                     [migration.version, migration.description, datetime.now(UTC)])

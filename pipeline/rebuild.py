@@ -29,6 +29,7 @@ import duckdb
 from pipeline.amplitude.landing import AmplitudeLake as Lake
 from pipeline.amplitude.rejects import rejects_for
 from pipeline.lake import MANIFEST, LakeError
+from pipeline.object_storage import is_remote
 from pipeline.warehouse import LoadRecord, Warehouse, WarehouseError
 
 REBUILT_WINDOW = "rebuilt"  # request_window of a ledger row whose landing manifest is gone
@@ -50,7 +51,7 @@ class RebuildResult:
 def lake_hours(lake: Lake) -> list[datetime]:
     """Every upload hour with a Parquet file in the lake (``Lake.events_file``), oldest first."""
     hours = []
-    for path in sorted((lake.root / "amplitude" / "events").glob(
+    for path in sorted((lake.local(lake.root) / "amplitude" / "events").glob(
             "upload_date=*/upload_hour=*/events.parquet")):
         try:
             hour = datetime.strptime(f"{path.parent.parent.name} {path.parent.name}",
@@ -74,10 +75,10 @@ def record_for(lake: Lake, hour: datetime) -> LoadRecord:
 
 
 def _unloaded(lake: Lake, hours: Sequence[datetime]) -> int:
-    landed = (lake.root / "landing" / "amplitude" / "export").glob(
+    landed = (lake.local(lake.root) / "landing" / "amplitude" / "export").glob(
         f"upload_date=*/upload_hour=*/{MANIFEST}")
     return sum(1 for _ in landed) - sum(1 for h in hours if
-                                         (lake.landing_dir(h) / MANIFEST).exists())
+                                         lake.exists(lake.landing_dir(h) / MANIFEST))
 
 
 def _companions(path: Path) -> Iterator[Path]:
@@ -116,7 +117,9 @@ def _discard(path: Path) -> None:
 
 def _load(warehouse: Warehouse, con: duckdb.DuckDBPyConnection, lake: Lake, hour: datetime,
           path: Path) -> int:
-    parquet, record = lake.events_file(hour), record_for(lake, hour)
+    place, record = lake.events_file(hour), record_for(lake, hour)
+    assert place is not None  # lake_hours() found it
+    parquet = lake.url(place)
     version = record.landing_version
     quarantined = rejects_for(lake, hour, version) if version else None
     try:
@@ -149,8 +152,12 @@ def rebuild(warehouse_path: Path, lake_root: Path, *,
     """Load every hour of the lake into a new warehouse file, then swap it in for the old one."""
     started = time.monotonic()
     path = Path(warehouse_path)
+    if is_remote(lake_root):
+        raise RebuildError(f"{lake_root}: a rebuild reads a local lake; on object storage, use "
+                           "a DuckLake warehouse (WAREHOUSE_CATALOG), whose catalog is the "
+                           "record of what is loaded")
     lake = Lake(Path(lake_root))
-    if not lake.root.is_dir():
+    if not Path(lake_root).is_dir():
         raise RebuildError(f"the lake {lake.root} does not exist (pass its root, LAKE_ROOT)")
     hours = lake_hours(lake)
     _refuse_if_open(path)

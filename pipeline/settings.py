@@ -22,7 +22,9 @@ DEFAULT_START = "2026-01-01T00"
 # Every credential the project reads from the environment (a base URL may carry one too, as
 # user:password@). tests/e2e/test_secrets.py proves none appears in a log line, a Dagster event,
 # metadata, an error or a file; a source or store that adds a credential adds it here.
-CREDENTIALS = ("AMPLITUDE_API_KEY", "AMPLITUDE_SECRET_KEY", "ALERT_WEBHOOK_URL")
+CREDENTIALS = ("AMPLITUDE_API_KEY", "AMPLITUDE_SECRET_KEY", "ALERT_WEBHOOK_URL",
+               "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+               "WAREHOUSE_CATALOG", "DAGSTER_PG_PASSWORD", "LIMITS_DSN")
 MAX_EXPORT_HOURS = 365 * 24  # the longest range one export request may span
 
 
@@ -66,7 +68,11 @@ class Settings:
     lag_hours: int = 2
     max_window_hours: int = 24
     warehouse_path: Path = Path("data/warehouse.duckdb")
-    lake_root: Path = Path("data/lake")
+    lake_root: str = "data/lake"  # a local folder or s3://bucket/prefix
+    # A DuckLake catalog (postgres:..., sqlite:PATH, FILE.ducklake); None keeps warehouse_path.
+    # It may hold a password: never printed, and passed to Dagster as an EnvVar.
+    warehouse_catalog: str | None = field(default=None, repr=False)
+    warehouse_data_path: str = "data/lake/ducklake"  # DuckLake's own files, in the lake
     project_timezone: str = "UTC"
     counts_days: int = 35
     cohort_ids: tuple[str, ...] = ()  # empty: every cohort not archived
@@ -75,6 +81,7 @@ class Settings:
     cohort_monthly_quota: int = 500
     cohort_quota_share: float = 0.8
     limits_path: Path = Path("data/.limits.sqlite")
+    limits_dsn: bool = False  # LIMITS_DSN is set: the limiter's state is in PostgreSQL
     rate_limits: str | None = None  # JSON overriding limit groups (pipeline/amplitude/rate_limits)
     refetch_after_hours: int = 24  # a re-run fetches again only landings older than this
     settle_hours: int = 24  # the late-data re-fetch takes an hour again this long after it
@@ -99,7 +106,10 @@ class Settings:
             max_window_hours=_int(env, "AMPLITUDE_MAX_WINDOW_HOURS", 24, minimum=1,
                                   maximum=MAX_EXPORT_HOURS),
             warehouse_path=Path(env.get("WAREHOUSE_PATH") or "data/warehouse.duckdb"),
-            lake_root=Path(env.get("LAKE_ROOT") or "data/lake"),
+            lake_root=_lake_root(env),
+            warehouse_catalog=env.get("WAREHOUSE_CATALOG", "").strip() or None,
+            warehouse_data_path=(env.get("WAREHOUSE_DATA_PATH", "").strip()
+                                 or _lake_root(env).rstrip("/") + "/ducklake"),
             project_timezone=_timezone(env, "AMPLITUDE_PROJECT_TIMEZONE"),
             counts_days=_int(env, "AMPLITUDE_COUNTS_DAYS", 35, minimum=1, maximum=365),
             cohort_ids=_list(env, "AMPLITUDE_COHORT_IDS"),
@@ -111,6 +121,7 @@ class Settings:
             limits_path=Path(env.get("LIMITS_PATH")
                              or Path(env.get("WAREHOUSE_PATH") or "data/warehouse.duckdb").parent
                              / ".limits.sqlite"),
+            limits_dsn=bool(env.get("LIMITS_DSN", "").strip()),
             rate_limits=env.get("AMPLITUDE_RATE_LIMITS", "").strip() or None,
             refetch_after_hours=_int(env, "AMPLITUDE_REFETCH_AFTER_HOURS", 24, minimum=0),
             settle_hours=_int(env, "AMPLITUDE_SETTLE_HOURS", 24, minimum=1, maximum=24 * 30),
@@ -123,6 +134,13 @@ class Settings:
                                  if env.get("AMPLITUDE_RECONCILE_TOLERANCE", "").strip()
                                  not in ("", "0", "0%") else 0.0),
         )
+
+
+def _lake_root(env: Mapping[str, str]) -> str:
+    root = env.get("LAKE_ROOT", "").strip() or "data/lake"
+    if "://" in root and not root.startswith("s3://"):
+        raise SettingsError(f"LAKE_ROOT={root!r}: a lake is a local folder or s3://bucket/prefix")
+    return root
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:

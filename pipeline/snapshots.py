@@ -12,15 +12,17 @@ manifest → one Parquet file → one warehouse transaction.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import os
+import tempfile
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from pipeline import leftovers
-from pipeline.lake import Lake, day_partition
+from pipeline.lake import Lake, LakeError, day_partition
 
 
 class SnapshotRefused(RuntimeError):
@@ -68,19 +70,42 @@ class Snapshots:
         self.lake = lake
         self.source = source
 
-    def folder(self, dataset: str, day: date) -> Path:
+    def folder(self, dataset: str, day: date) -> PurePath:
         return self.lake.landing_folder(self.source, dataset, day_partition(day))
 
-    def table_file(self, table: str, day: date) -> Path:
+    def table_file(self, table: str, day: date) -> PurePath | None:
+        """The day's current Parquet file, or None if it has none."""
         return self.lake.table_file(self.source, table, day_partition(day))
+
+    def table_url(self, table: str, day: date) -> str:
+        """The day's current Parquet file as DuckDB reads it (just written: it exists)."""
+        place = self.table_file(table, day)
+        if place is None:
+            raise LakeError(f"{self.source}/{table} has no Parquet file for {day}")
+        return self.lake.url(place)
 
     def landed(self, dataset: str, day: date) -> SnapshotLanding | None:
         text = self.lake.manifest(self.folder(dataset, day))
         return None if text is None else SnapshotLanding.from_json(text)
 
     def paths(self, landing: SnapshotLanding) -> list[Path]:
+        """The landing's files on local disk; from object storage, copied into a local cache
+        once (a version's files never change)."""
         folder = self.folder(landing.dataset, landing.snapshot_date) / landing.version
-        return [Path(f) if Path(f).is_absolute() else folder / f for f in landing.files]
+        if not self.lake.remote:
+            return [Path(f) if Path(f).is_absolute() else self.lake.local(folder / f)
+                    for f in landing.files]
+        cache = Path(os.environ.get("LAKE_SCRATCH") or tempfile.gettempdir()) / "lake-cache"
+        local = []
+        for name in landing.files:
+            path = cache / str(folder / name)
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                staged = path.with_name(f".{path.name}.{leftovers.owner_mark()}.tmp")
+                self.lake.download(folder / name, staged)
+                staged.replace(path)
+            local.append(path)
+        return local
 
     def take(self, dataset: str, day: date, fetch: Callable[[Path], Fetch], *,
              today: date | None = None, refetch: bool = True) -> tuple[SnapshotLanding, bool]:
@@ -112,16 +137,7 @@ class Snapshots:
         self.lake.commit(folder, version, landing.to_json())
         return landing, True
 
-    @contextmanager
-    def staged_table_file(self, table: str, day: date) -> Iterator[Path]:
-        """A staging path beside the day's Parquet file, renamed over it on success."""
-        out = self.table_file(table, day)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        leftovers.sweep(out.parent.glob(f".{out.name}.*"))  # a killed run's staging
-        staging = out.with_name(
-            f".{out.name}.{datetime.now(UTC):%Y%m%d%H%M%S%f}{leftovers.owner_mark()}.tmp")
-        try:
-            yield staging
-            staging.replace(out)
-        finally:
-            staging.unlink(missing_ok=True)
+    def staged_table_file(self, table: str, day: date) -> AbstractContextManager[Path]:
+        """A local path to write the day's Parquet file to; it becomes the current file on
+        success (``Lake.staged_table_file``)."""
+        return self.lake.staged_table_file(self.source, table, day_partition(day))

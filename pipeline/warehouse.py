@@ -5,6 +5,12 @@ record it), so a re-run of any hour or range leaves exactly the same rows and a 
 previous rows in place. DuckDB admits one writing process; a held lock is waited out with jittered
 backoff for a bounded time, then reported with the holder's PID.
 
+With a DuckLake catalog (``WAREHOUSE_CATALOG``, ``pipeline/ducklake.py``) the same tables live in
+DuckLake instead, and an hour's load registers its Parquet file in the catalog rather than copying
+its rows: the swap is still one transaction (delete the hour, which drops its previous file from
+the new snapshot but keeps it for older ones, register the new file, record it). Registered files
+must never be rewritten under their name: older snapshots (``AT (VERSION => n)``) read them.
+
 Every open brings the file to the newest schema version (``pipeline/migrations.py``). A file this
 DuckDB cannot read at all (written by a newer DuckDB) is refused with the way back: a rebuild
 from the lake (``python -m pipeline.rebuild``), since DuckDB cannot downgrade a file in place.
@@ -27,11 +33,12 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from pipeline import engine, migrations, sql
+from pipeline import ducklake, engine, migrations, sql
 from pipeline.amplitude.schema import EVENT_COLUMNS
 
 if TYPE_CHECKING:
     from pipeline.amplitude.landing import LandedHour
+    from pipeline.object_storage import ObjectStorage
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +110,8 @@ _LOADS_COLUMNS = ("upload_hour", "rows", "archive_members", "bytes_downloaded", 
                   "landing_version", "fetched_at", "rows_added", "rows_removed",
                   "rows_changed")  # named in the INSERT: migrations append
 REJECTS_TABLE = "amplitude._rejects"
-INSERT_LOAD = (f"INSERT OR REPLACE INTO {LOADS_TABLE} ({', '.join(_LOADS_COLUMNS)}) "
+# DuckLake has no keys, so no INSERT OR REPLACE: a ledger row is deleted, then inserted.
+INSERT_LOAD = (f"INSERT INTO {LOADS_TABLE} ({', '.join(_LOADS_COLUMNS)}) "
                f"VALUES ({', '.join('?' * len(_LOADS_COLUMNS))})")
 
 
@@ -123,10 +131,18 @@ def storage_version(path: Path) -> int | None:
 
 
 class Warehouse:
-    def __init__(self, path: Path, *, lock_timeout_seconds: float = 300.0,
+    """The DuckDB file at ``path``; or, with ``catalog``, a DuckLake whose new data files go to
+    ``data_path`` (``path`` then only places the spill folder). ``object_storage`` lets every
+    connection read an ``s3://`` lake."""
+
+    def __init__(self, path: Path, *, catalog: str | None = None, data_path: str | None = None,
+                 object_storage: ObjectStorage | None = None, lock_timeout_seconds: float = 300.0,
                  memory_limit: str = "224MB", threads: int = 2,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.path = Path(path)
+        self.catalog = ducklake.Catalog.parse(catalog) if catalog else None
+        self.data_path = data_path
+        self.object_storage = object_storage
         self.lock_timeout_seconds = lock_timeout_seconds
         # Insertion order is meaningless here (rows are found by hour) and keeping it more than
         # doubles the load time of a large hour.
@@ -134,9 +150,18 @@ class Warehouse:
             "memory_limit": memory_limit, "threads": threads, "preserve_insertion_order": False,
             # beside the file, as for a file opened directly, not in ./.tmp
             "temp_directory": f"{self.path}.tmp", **engine.offline_config()}
-        self._instance = ":memory:warehouse-" + hashlib.sha256(
-            str(self.path.resolve()).encode()).hexdigest()[:16]
+        place = (str(self.path.resolve()) if self.catalog is None
+                 else f"{self.catalog.target}\0{self.data_path}")
+        self._instance = ":memory:warehouse-" + hashlib.sha256(place.encode()).hexdigest()[:16]
         self._sleep = sleep
+
+    @property
+    def name(self) -> str:
+        """The warehouse as messages name it (a catalog without its password)."""
+        return str(self.path) if self.catalog is None else self.catalog.shown
+
+    def __repr__(self) -> str:
+        return f"Warehouse({self.name!r})"
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -153,6 +178,11 @@ class Warehouse:
         # One named instance per file: DuckDB refuses to attach a file twice in a process.
         con = duckdb.connect(self._instance, config=self._config)
         try:
+            if self.object_storage is not None:
+                self.object_storage.configure_duckdb(con)
+            if self.catalog is not None:
+                ducklake.attach(con, self.catalog, self.data_path)
+                return con
             con.execute(f"ATTACH IF NOT EXISTS {sql.literal(str(self.path))} AS warehouse "
                         f"(ROW_GROUP_SIZE {TABLE_ROW_GROUP_ROWS}, "
                         f"STORAGE_VERSION {sql.literal(STORAGE_VERSION)})")
@@ -175,6 +205,8 @@ class Warehouse:
         only has to confirm that DuckDB refused that very version (its readable range, when the
         message gives one, tells a newer file from an older one).
         """
+        if self.catalog is not None:
+            return None
         found = storage_version(self.path)
         text = str(error)
         if found is None or f"version number {found}" not in text:
@@ -193,7 +225,10 @@ class Warehouse:
         )
 
     def _open_with_retry(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB file (the warehouse, or a ``.ducklake`` catalog) admits one process: its lock
+        is waited out. A PostgreSQL or SQLite catalog takes no such lock, so its errors are not."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        locked_file = self.path if self.catalog is None else self.catalog.file
         started = time.monotonic()
         attempt = 0
         while True:
@@ -201,20 +236,23 @@ class Warehouse:
             try:
                 return self._open()
             except duckdb.IOException as error:
-                if "lock" not in str(error).lower():
+                if locked_file is None or "lock" not in str(error).lower():
                     raise
                 elapsed = time.monotonic() - started
                 if elapsed >= self.lock_timeout_seconds:
                     holder = str(error).split("\n")[0]
+                    advice = ("analysts should query a read-only connection or the Parquet lake "
+                              "(README, 'Reading while loads run')" if self.catalog is None else
+                              f"a {ducklake.SUFFIX} catalog, like a DuckDB file, admits one "
+                              "process at a time: for analysts reading while loads run, use a "
+                              "PostgreSQL or SQLite catalog")
                     raise WarehouseLocked(
-                        f"{self.path} stayed locked by another process for {elapsed:.0f} s "
-                        f"({holder}). Close read-write sessions on it; analysts should query a "
-                        "read-only connection or the Parquet lake (README, 'Reading while loads "
-                        "run')"
+                        f"{locked_file} stayed locked by another process for {elapsed:.0f} s "
+                        f"({holder}). Close read-write sessions on it; {advice}"
                     ) from error
                 wait = min(random.uniform(0.5, 1.5) * min(2 ** attempt * 0.1, 10.0),
                            self.lock_timeout_seconds - elapsed)
-                log.info("warehouse %s is locked; retrying in %.1f s", self.path, wait)
+                log.info("warehouse %s is locked; retrying in %.1f s", locked_file, wait)
                 self._sleep(max(wait, 0.05))
 
     def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -227,30 +265,43 @@ class Warehouse:
             migrations.check_columns(con, "events", [c.name for c in EVENT_COLUMNS],
                                      "this version")
         except migrations.MigrationError as error:
-            raise WarehouseError(f"warehouse {self.path}: {error}") from error
+            raise WarehouseError(f"warehouse {self.name}: {error}") from error
         if applied:
-            log.info("warehouse %s: applied schema migration(s) %s", self.path, applied)
+            log.info("warehouse %s: applied schema migration(s) %s", self.name, applied)
 
     def replace_partition(self, con: duckdb.DuckDBPyConnection, table: str, column: str,
-                          value: object, parquet: Path, *, what: str,
+                          value: object, parquet: str | Path, *, what: str,
                           record: Callable[[int], None] | None = None,
-                          guard: Callable[[int, int], None] | None = None) -> int:
-        """Swap the rows of ``table`` whose ``column`` is ``value`` for those of ``parquet``, in
-        one transaction; ``record(rows)`` writes the partition's ledger row inside it, and
-        ``guard(rows_now, rows_in_file)`` may refuse the swap before anything is deleted.
+                          guard: Callable[[int, int], None] | None = None,
+                          register: bool = True) -> int:
+        """Swap the rows of ``table`` whose ``column`` is ``value`` for those of ``parquet`` (a
+        local path or an ``s3://`` URI), in one transaction; ``record(rows)`` writes the
+        partition's ledger row inside it, and ``guard(rows_now, rows_in_file)`` may refuse the
+        swap before anything is deleted.
 
         Every row of the file must belong to the partition, so a file written for another one
         can never slip in; re-running leaves exactly the same rows; a failure leaves the old ones.
+        On DuckLake the file itself is registered, so it must never be rewritten under its name;
+        ``register=False`` copies its rows instead, for a file whose name is reused.
         """
+        source = str(parquet)
+        registering = register and self.catalog is not None
         con.execute("BEGIN TRANSACTION")
         try:
-            in_file = _one(con.execute(
-                "SELECT count(*) FROM read_parquet(?, hive_partitioning = false)", [str(parquet)]))
+            in_file, outside = _file_counts(con, source, column, value, scan=registering)
+            if outside:
+                raise WarehouseError(f"{what}: {parquet} holds {in_file} rows, only "
+                                     f"{in_file - outside} of them for this partition of {table}")
+            loaded = _one(con.execute(f"SELECT count(*) FROM {table} WHERE {column} = ?",
+                                      [value])) if guard is not None or registering else 0
             if guard is not None:
-                guard(_one(con.execute(f"SELECT count(*) FROM {table} WHERE {column} = ?",
-                                       [value])), in_file)
-            con.execute(f"DELETE FROM {table} WHERE {column} = ?", [value])
-            inserted = _one(con.execute(insert_partition(table, column), [str(parquet), value]))
+                guard(loaded, in_file)
+            if registering:
+                inserted = self._register(con, table, column, value, source, in_file=in_file,
+                                          loaded=loaded, what=what)
+            else:
+                con.execute(f"DELETE FROM {table} WHERE {column} = ?", [value])
+                inserted = _one(con.execute(insert_partition(table, column), [source, value]))
             if inserted != in_file:
                 raise WarehouseError(f"{what}: {parquet} holds {in_file} rows, only {inserted} "
                                      f"of them for this partition of {table}")
@@ -263,26 +314,57 @@ class Warehouse:
             raise
         return inserted
 
+    @staticmethod
+    def _register(con: duckdb.DuckDBPyConnection, table: str, column: str, value: object,
+                  source: str, *, in_file: int, loaded: int, what: str) -> int:
+        """Swap the partition's rows for the file's by registering it (inside the caller's
+        transaction).
+
+        DuckLake schedules a file for deletion when the snapshots that dropped it expire, even
+        if the same path was registered again since: so a path is registered once. A re-run
+        with the very file already holding the partition changes nothing; any other return of
+        a registered path is refused.
+        """
+        now, ever = ducklake.registrations(con, table, source)
+        if now and loaded == in_file:
+            return in_file
+        if ever:
+            raise WarehouseError(
+                f"{what}: {source} was registered in {table} before, and DuckLake deletes a file "
+                "once the snapshots that superseded it expire, so a file is registered only "
+                "once: write this version of the partition under a new name")
+        con.execute(f"DELETE FROM {table} WHERE {column} = ?", [value])
+        if in_file:  # an empty file adds no rows: nothing to register
+            ducklake.register_file(con, table, source)
+        return in_file
+
     def replace_snapshot(self, con: duckdb.DuckDBPyConnection, table: str, day: date,
-                         parquet: Path, *, requests: int, landing_version: str,
-                         fetched_at: datetime,
-                         also: Callable[[int], None] | None = None) -> int:
+                         parquet: str | Path, *, requests: int, landing_version: str,
+                         fetched_at: datetime, also: Callable[[int], None] | None = None,
+                         register: bool = False) -> int:
         """Swap one day's snapshot of ``amplitude.<table>`` in, with its ledger row; ``also``
-        records more in the same transaction (a cohort's downloads)."""
+        records more in the same transaction (a cohort's downloads).
+
+        A day's snapshot file is rewritten under its name when the day is taken again, so on
+        DuckLake its rows are copied unless ``register`` says the name is never reused.
+        """
 
         def ledger(rows: int) -> None:
-            con.execute(f"INSERT OR REPLACE INTO {SNAPSHOT_LOADS_TABLE} VALUES "
-                        "(?, ?, ?, ?, ?, ?, ?)", [table, day, rows, requests, landing_version,
-                                                  fetched_at, datetime.now(UTC)])
+            con.execute(f"DELETE FROM {SNAPSHOT_LOADS_TABLE} WHERE table_name = ? AND "
+                        "snapshot_date = ?", [table, day])
+            con.execute(f"INSERT INTO {SNAPSHOT_LOADS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [table, day, rows, requests, landing_version, fetched_at,
+                         datetime.now(UTC)])
             if also is not None:
                 also(rows)
 
         return self.replace_partition(con, f"amplitude.{table}", "snapshot_date", day, parquet,
-                                      what=f"amplitude.{table} snapshot of {day}", record=ledger)
+                                      what=f"amplitude.{table} snapshot of {day}", record=ledger,
+                                      register=register)
 
-    def replace_hour(self, con: duckdb.DuckDBPyConnection, parquet: Path,
+    def replace_hour(self, con: duckdb.DuckDBPyConnection, parquet: str | Path,
                      record: LoadRecord, *, max_drop_share: float | None = None,
-                     rejects: Path | None = None) -> LoadRecord:
+                     rejects: str | Path | None = None) -> LoadRecord:
         """Swap one upload hour in with its ledger row; return the row as written.
 
         With ``max_drop_share``, an hour whose new file holds fewer rows than that share below
@@ -310,6 +392,7 @@ class Warehouse:
             row = replace(record, rows=rows, load_seconds=time.monotonic() - started,
                           loaded_at=datetime.now(UTC), rows_added=changes[0],
                           rows_removed=changes[1], rows_changed=changes[2])
+            con.execute(f"DELETE FROM {LOADS_TABLE} WHERE upload_hour = ?", [hour])
             con.execute(INSERT_LOAD, [getattr(row, name) for name in _LOADS_COLUMNS])
             con.execute(f"DELETE FROM {REJECTS_TABLE} WHERE upload_hour = ?", [hour])
             if rejects is not None:
@@ -324,7 +407,7 @@ class Warehouse:
 
 
 def _changes(con: duckdb.DuckDBPyConnection, hour: datetime,
-             parquet: Path) -> tuple[int, int, int]:
+             parquet: str | Path) -> tuple[int, int, int]:
     """Events (by uuid) the new file adds, removes and changes against the hour as loaded.
 
     Lineage columns are left out: a re-export may name its members differently. Repeated uuids
@@ -348,6 +431,21 @@ def insert_partition(table: str, column: str) -> str:
     """The load's statement; parameters: the Parquet file, the partition's value."""
     return (f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?, hive_partitioning = "
             f"false) WHERE {column} = ?")
+
+
+def _file_counts(con: duckdb.DuckDBPyConnection, parquet: str, column: str, value: object, *,
+                 scan: bool) -> tuple[int, int]:
+    """The file's rows, and (with ``scan``) how many are not of the partition. A file registered
+    as it is cannot be filtered while loading, so it is checked first; a copy filters itself,
+    and counting from the footer alone keeps it fast."""
+    if not scan:
+        return _one(con.execute("SELECT count(*) FROM read_parquet(?, hive_partitioning = false)",
+                                [parquet])), 0
+    row = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {column} IS DISTINCT FROM ?) "
+                      "FROM read_parquet(?, hive_partitioning = false)",
+                      [value, parquet]).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
 
 
 def _one(result: duckdb.DuckDBPyConnection) -> int:

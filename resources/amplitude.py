@@ -1,7 +1,8 @@
 """Amplitude's client as a Dagster resource; keys arrive through ``EnvVar`` only.
 
 Every client it makes shares one rate limiter whose state is a SQLite file, so Amplitude's
-published limits hold across the threads, steps and concurrent runs of one machine.
+published limits hold across the threads, steps and concurrent runs of one machine; with
+``LIMITS_DSN`` the state is in PostgreSQL and the limits hold across machines.
 """
 
 
@@ -11,7 +12,8 @@ from pydantic import Field
 from pipeline.amplitude.export import ExportClient
 from pipeline.amplitude.rate_limits import AmplitudeGate, amplitude_rules, overrides_from_json
 from pipeline.http import RetryPolicy, Timeouts
-from pipeline.limits import Limiter, SqliteLimitStore
+from pipeline.limits import Limiter
+from pipeline.limits_postgres import limit_store
 
 
 class AmplitudeExportResource(dg.ConfigurableResource):
@@ -28,6 +30,8 @@ class AmplitudeExportResource(dg.ConfigurableResource):
     base_delay_seconds: float = 1.0
     limits_path: str = Field(default="data/.limits.sqlite",
                              description="the shared limiter's state (LIMITS_PATH)")
+    limits_dsn: str | None = Field(default=None, repr=False, description=(
+        "pass dg.EnvVar('LIMITS_DSN'): the limiter's state in PostgreSQL, for several machines"))
     rate_limits: str | None = Field(default=None, description=(
         "JSON replacing limit groups (AMPLITUDE_RATE_LIMITS); unset: Amplitude's published ones"))
     limit_wait_seconds: float = 300.0
@@ -36,7 +40,7 @@ class AmplitudeExportResource(dg.ConfigurableResource):
 
     def limiter(self) -> Limiter:
         overrides = overrides_from_json(self.rate_limits) if self.rate_limits else None
-        return Limiter(amplitude_rules(overrides), SqliteLimitStore(self.limits_path),
+        return Limiter(amplitude_rules(overrides), limit_store(self.limits_path, self.limits_dsn),
                        max_wait_seconds=self.limit_wait_seconds)
 
     def client(self) -> ExportClient:

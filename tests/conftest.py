@@ -13,6 +13,9 @@ import pytest
 from pipeline.amplitude.export import ExportClient
 from pipeline.http import RetryPolicy, Timeouts
 from simulator import HourProfile, Simulator, SimulatorConfig
+from tests.servers.dask import dask_cluster  # noqa: F401  (fixtures, docs/scaling.md)
+from tests.servers.postgres import postgres_dsn, postgres_server  # noqa: F401
+from tests.servers.seaweed import seaweed_s3  # noqa: F401
 
 DAY = datetime(2026, 3, 1, tzinfo=UTC)
 SMALL = SimulatorConfig(profile=HourProfile(base=40), events_per_member=25)

@@ -186,6 +186,8 @@ def _carry(snaps: Snapshots, day: date, staged: Path, known: History, cohort: Co
            props: Sequence[str]) -> dict[str, Any] | None:
     """A landed file that still holds the cohort's membership (same ``lastComputed`` and props):
     its last recorded download's, or one landed today and not loaded (a retry must not pay)."""
+    if snaps.lake.remote:
+        return None  # carrying names a file by its local path; on object storage, fetch again
     last, wanted = known.last.get(cohort.id), (cohort.id, cohort.last_computed, list(props))
     for on in dict.fromkeys([last, day] if last else [day]):
         landing = snaps.landed(TABLE, on)
@@ -194,7 +196,8 @@ def _carry(snaps: Snapshots, day: date, staged: Path, known: History, cohort: Co
             if (entry["cohort_id"], entry["last_computed"], entry["props"]) != wanted or \
                     not path.exists():
                 continue  # another cohort, recomputed since, other props, or lost: not this
-            today = path.is_relative_to(snaps.folder(TABLE, day))  # an earlier version: pruned
+            # an earlier version of a folder is pruned: only today's folder can be linked from
+            today = path.is_relative_to(snaps.lake.local(snaps.folder(TABLE, day)))
             if today:
                 os.link(path, staged / path.name)  # the same partition folder, one file system
             return {**entry, "file": path.name if today else str(path), "requests": 0,
@@ -277,7 +280,7 @@ def write_members(con: duckdb.DuckDBPyConnection, snaps: Snapshots, landing: Sna
 
 
 def load_members(warehouse: Warehouse, con: duckdb.DuckDBPyConnection, landing: SnapshotLanding,
-                 parquet: Path) -> int:
+                 parquet: str | Path, *, register: bool = False) -> int:
     """Swap the day's members in and record its downloads (once each, by request id) in the
     same transaction, so the month's count holds every download whose rows were loaded."""
     day = landing.snapshot_date
@@ -293,4 +296,5 @@ def load_members(warehouse: Warehouse, con: duckdb.DuckDBPyConnection, landing: 
 
     return warehouse.replace_snapshot(con, TABLE, day, parquet, requests=landing.requests,
                                       landing_version=landing.version,
-                                      fetched_at=landing.fetched_at, also=downloads)
+                                      fetched_at=landing.fetched_at, also=downloads,
+                                      register=register)

@@ -40,7 +40,7 @@ SPECS = (
 )
 
 
-def check_hour(con: duckdb.DuckDBPyConnection, hour: datetime, parquet: Path,
+def check_hour(con: duckdb.DuckDBPyConnection, hour: datetime, parquet: str | Path,
                record: LoadRecord, *, max_drop_share: float) -> list[Outcome]:
     rows, repeats, outside = _row(con, (
         f"SELECT count(*), count(*) - count(DISTINCT uuid), count(*) FILTER (WHERE "

@@ -14,7 +14,7 @@ import json
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import PurePath
 
 from pipeline.amplitude.archive import ArchiveError, ArchiveReader, Member, window_label
 from pipeline.amplitude.export import Download
@@ -80,10 +80,11 @@ class LandedHour:
 class AmplitudeLake(Lake):
     """The lake, with the Amplitude export's own places in it."""
 
-    def landing_dir(self, upload_hour: datetime) -> Path:
+    def landing_dir(self, upload_hour: datetime) -> PurePath:
         return self.landing_folder("amplitude", "export", hour_partition(upload_hour))
 
-    def events_file(self, upload_hour: datetime) -> Path:
+    def events_file(self, upload_hour: datetime) -> PurePath | None:
+        """The hour's current Parquet file, or None before its first normalize."""
         return self.table_file("amplitude", "events", hour_partition(upload_hour))
 
     def land(self, download: Download,
@@ -154,7 +155,7 @@ class AmplitudeLake(Lake):
         manifest = self.manifest(self.landing_dir(upload_hour))
         return None if manifest is None else LandedHour.from_json(manifest)
 
-    def member_paths(self, landed: LandedHour) -> list[Path]:
+    def member_paths(self, landed: LandedHour) -> list[PurePath]:
         folder = self.landing_dir(landed.upload_hour) / landed.version
         return [folder / m.file for m in landed.members]
 

@@ -3,6 +3,7 @@ key-value metadata, so it travels with the file and needs no ledger to be read."
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import duckdb
@@ -19,9 +20,15 @@ def kv_option(landing_version: str | None) -> str:
     return f", KV_METADATA {{{LANDING_VERSION_KEY}: {sql.literal(landing_version)}}}"
 
 
-def landing_version_of(parquet: Path) -> str | None:
-    """The landing version ``parquet`` was built from (None: written before files recorded it)."""
-    with duckdb.connect(config=engine.offline_config()) as con:
+def landing_version_of(parquet: str | Path,
+                       con: duckdb.DuckDBPyConnection | None = None) -> str | None:
+    """The landing version ``parquet`` was built from (None: written before files recorded it).
+
+    ``con`` reads files on object storage (``Lake.connect``); a local file needs none.
+    """
+    with contextlib.ExitStack() as stack:
+        if con is None:
+            con = stack.enter_context(duckdb.connect(config=engine.offline_config()))
         row = con.execute("SELECT value::VARCHAR FROM parquet_kv_metadata(?) WHERE key = ?",
                           [str(parquet), LANDING_VERSION_KEY]).fetchone()
     return str(row[0]) if row else None

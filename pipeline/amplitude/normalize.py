@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import duckdb
 
@@ -56,7 +56,7 @@ class NormalizeError(ValueError):
 
 @dataclass(frozen=True)
 class NormalizedHour:
-    path: Path
+    path: PurePath
     rows: int
     bytes: int
     seconds: float

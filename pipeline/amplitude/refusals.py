@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import PurePath
 from typing import Literal
 
 from pipeline.amplitude import lineage
 from pipeline.amplitude.landing import AmplitudeLake, LandedHour
-from pipeline.lake import write_atomically
 
 Stage = Literal["fetch", "normalize"]
 
@@ -40,24 +39,23 @@ class Refusals:
     def __init__(self, lake: AmplitudeLake) -> None:
         self.lake = lake
 
-    def _path(self, upload_hour: datetime, stage: Stage) -> Path:
+    def _path(self, upload_hour: datetime, stage: Stage) -> PurePath:
         return self.lake.landing_dir(upload_hour) / f"_refused-{stage}.json"
 
     def record(self, refusal: Refusal) -> None:
-        path = self._path(refusal.upload_hour, refusal.stage)
-        path.parent.mkdir(parents=True, exist_ok=True)
         data = asdict(refusal) | {"upload_hour": refusal.upload_hour.isoformat(),
                                   "at": refusal.at.isoformat()}
-        write_atomically(path, json.dumps(data, indent=2))
+        self.lake.write_text(self._path(refusal.upload_hour, refusal.stage),
+                             json.dumps(data, indent=2))
 
     def clear(self, upload_hour: datetime, stage: Stage) -> None:
-        self._path(upload_hour, stage).unlink(missing_ok=True)
+        self.lake.delete(self._path(upload_hour, stage))
 
     def get(self, upload_hour: datetime, stage: Stage) -> Refusal | None:
-        try:
-            data = json.loads(self._path(upload_hour, stage).read_text())
-        except FileNotFoundError:
+        text = self.lake.read_text(self._path(upload_hour, stage))
+        if text is None:
             return None
+        data = json.loads(text)
         data["upload_hour"] = datetime.fromisoformat(data["upload_hour"])
         data["at"] = datetime.fromisoformat(data["at"])
         return Refusal(**data)
@@ -80,9 +78,10 @@ def loadable(lake: AmplitudeLake, upload_hour: datetime, run_id: str) -> LandedH
     if normalize is not None and normalize.landing_version == landed.version:
         return f"normalize failed: {normalize.cause}"
     parquet = lake.events_file(upload_hour)
-    if not parquet.exists():
-        return f"no Parquet file at {parquet}: materialize amplitude/events_parquet for it first"
-    built_from = lineage.landing_version_of(parquet)
+    if parquet is None:
+        return "no Parquet file: materialize amplitude/events_parquet for it first"
+    with lake.connect() as con:
+        built_from = lineage.landing_version_of(lake.url(parquet), con)
     if built_from is not None and built_from != landed.version:
         return (f"its Parquet file was built from landing {built_from}, not the current "
                 f"{landed.version}: materialize amplitude/events_parquet for it again")

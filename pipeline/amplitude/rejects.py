@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import duckdb
 
@@ -107,14 +107,18 @@ def write_rejects(rejects: Sequence[Reject], upload_hour: datetime, out: Path,
                     f"(FORMAT parquet{lineage.kv_option(landing_version)})")
 
 
-def rejects_file(lake: Lake, upload_hour: datetime) -> Path:
+def rejects_file(lake: Lake, upload_hour: datetime) -> PurePath | None:
     """Beside the events, not among them: a glob over ``amplitude/events`` must not see it."""
     return lake.table_file("amplitude", "rejects", hour_partition(upload_hour))
 
 
-def rejects_for(lake: Lake, upload_hour: datetime, landing_version: str) -> Path | None:
-    """The hour's quarantined lines, if they came from the same fetch as its events."""
+def rejects_for(lake: Lake, upload_hour: datetime, landing_version: str) -> str | None:
+    """The hour's quarantined lines (as DuckDB reads them), if they came from the same fetch as
+    its events."""
     path = rejects_file(lake, upload_hour)
-    if path.exists() and lineage.landing_version_of(path) == landing_version:
-        return path
+    if path is None:
+        return None
+    with lake.connect() as con:
+        if lineage.landing_version_of(lake.url(path), con) == landing_version:
+            return lake.url(path)
     return None

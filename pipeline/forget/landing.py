@@ -30,7 +30,7 @@ from pathlib import Path
 from pipeline import leftovers
 from pipeline.amplitude.landing import AmplitudeLake, LandedMember
 from pipeline.forget.ids import MIN_TEXT, Ids
-from pipeline.lake import MANIFEST, LakeError, write_atomically
+from pipeline.lake import MANIFEST, LakeError, read_manifest, write_atomically
 from pipeline.snapshots import SnapshotLanding, Snapshots
 
 COHORT_MEMBERS = "cohort_members"
@@ -147,7 +147,7 @@ def copy_without(src: Path, dst: Path, records: Records) -> tuple[int, int]:
 
 def current_version(folder: Path) -> str | None:
     """The version the partition's manifest names, or None if it has none."""
-    text = AmplitudeLake.manifest(folder)
+    text = read_manifest(folder)
     if text is None:
         return None
     try:
@@ -208,7 +208,7 @@ def forget_hour(lake: AmplitudeLake, hour: datetime, ids: Ids, *, affected: bool
     (the warehouse or its Parquet file holds the users: its landings did); otherwise, with
     ``scan_superseded``, those that hold a line of the users.
     """
-    folder = lake.landing_dir(hour)
+    folder = lake.local(lake.landing_dir(hour))
     change = LandingChange()
     records = json_lines(ids)
     before = {p.name for p in versions(folder)}  # listed first: see drop_superseded
@@ -216,7 +216,7 @@ def forget_hour(lake: AmplitudeLake, hour: datetime, ids: Ids, *, affected: bool
         landed = lake.landed(hour)
     except LakeError:
         landed = None  # never landed, or its manifest is gone: nothing current to rewrite
-    paths = lake.member_paths(landed) if landed is not None else []
+    paths = [lake.local(p) for p in lake.member_paths(landed)] if landed is not None else []
     dirty = {p.name for p in paths if count(p, records)}
     if landed is not None and dirty:
         members: list[LandedMember] = []
@@ -258,7 +258,7 @@ class CohortDays:
     @classmethod
     def read(cls, snaps: Snapshots) -> CohortDays:
         landings = {}
-        root = snaps.lake.landing_folder(snaps.source, COHORT_MEMBERS, "")
+        root = snaps.lake.local(snaps.lake.landing_folder(snaps.source, COHORT_MEMBERS, ""))
         for manifest in sorted(root.glob(f"snapshot_date=*/{MANIFEST}")):
             try:
                 day = date.fromisoformat(manifest.parent.name.removeprefix("snapshot_date="))
@@ -270,7 +270,7 @@ class CohortDays:
         return cls(snaps, landings)
 
     def folder(self, day: date) -> Path:
-        return self.snaps.folder(COHORT_MEMBERS, day)
+        return self.snaps.lake.local(self.snaps.folder(COHORT_MEMBERS, day))
 
     def files(self, day: date) -> list[Path]:
         return self.snaps.paths(self.landings[day])

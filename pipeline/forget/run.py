@@ -46,7 +46,8 @@ from pipeline.amplitude.lineage import LANDING_VERSION_KEY
 from pipeline.forget import audit, landing, parquet
 from pipeline.forget.audit import ForgetReport
 from pipeline.forget.ids import Ids
-from pipeline.lake import MANIFEST
+from pipeline.lake import MANIFEST, day_partition, hour_partition, read_manifest
+from pipeline.object_storage import is_remote
 from pipeline.snapshots import Snapshots
 from pipeline.warehouse import Warehouse
 
@@ -112,6 +113,9 @@ def forget(warehouse_path: Path, lake_root: Path, ids: Ids, *, scan: str = "ware
         raise ForgetError(f"scan must be one of {', '.join(SCANS)}")
     if not Path(warehouse_path).is_file():
         raise ForgetError(f"there is no warehouse at {warehouse_path} (WAREHOUSE_PATH)")
+    if is_remote(lake_root):
+        raise ForgetError(f"{lake_root}: forgetting users works on a local lake and a DuckDB "
+                          "file warehouse so far (docs/forgetting-users.md)")
     if not Path(lake_root).is_dir():
         raise ForgetError(f"there is no lake at {lake_root} (LAKE_ROOT)")
     started = time.monotonic()
@@ -188,8 +192,9 @@ def _mark_failed(warehouse: Warehouse, report: ForgetReport) -> None:
 def _one_at_a_time(lake: AmplitudeLake, timeout_seconds: float) -> Iterator[None]:
     """One request per lake at a time: two would each land an hour from a version the other
     deletes, and one could put back the other's users."""
-    lake.root.mkdir(parents=True, exist_ok=True)
-    path = lake.root / LOCK_FILE
+    root = lake.local(lake.root)
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / LOCK_FILE
     with open(path, "a+") as lock:
         deadline = time.monotonic() + timeout_seconds
         while True:
@@ -216,10 +221,25 @@ def _one_at_a_time(lake: AmplitudeLake, timeout_seconds: float) -> Iterator[None
 
 # ---- finding the partitions ----
 
+def events_file(lake: AmplitudeLake, hour: datetime) -> Path:
+    """Where a local lake keeps the hour's file, whether or not it has one."""
+    return lake.local(lake.table_folder("amplitude", "events", hour_partition(hour))) / \
+        "events.parquet"
+
+
+def _cohort_landing(snaps: Snapshots, day: date) -> Path:
+    return snaps.lake.local(snaps.folder(landing.COHORT_MEMBERS, day))
+
+
+def cohort_file(snaps: Snapshots, day: date) -> Path:
+    folder = snaps.lake.table_folder(snaps.source, landing.COHORT_MEMBERS, day_partition(day))
+    return snaps.lake.local(folder) / f"{landing.COHORT_MEMBERS}.parquet"
+
+
 def _landed_hours(lake: AmplitudeLake) -> dict[datetime, Path]:
     """Every landed upload hour, with its folder."""
     hours = {}
-    root = lake.root / "landing" / "amplitude" / "export"
+    root = lake.local(lake.root) / "landing" / "amplitude" / "export"
     for manifest in root.glob(f"upload_date=*/upload_hour=*/{MANIFEST}"):
         folder = manifest.parent
         try:
@@ -266,11 +286,11 @@ def _discover(con: duckdb.DuckDBPyConnection, duck: duckdb.DuckDBPyConnection,
     landed_hours = _landed_hours(lake)
     loaded_hours = audit.loaded_hours(con)
     _unvouched(plan.hours, plan.add_hours, duck, scan, loaded_hours,
-               {h: (folder, lake.events_file(h)) for h, folder in landed_hours.items()})
+               {h: (folder, events_file(lake, h)) for h, folder in landed_hours.items()})
     cohort_days = landing.CohortDays.read(snaps)
     loaded_days = audit.loaded_days(con)
     _unvouched(plan.days, plan.add_days, duck, scan, loaded_days,
-               {d: (cohort_days.folder(d), snaps.table_file(landing.COHORT_MEMBERS, d))
+               {d: (cohort_days.folder(d), cohort_file(snaps, d))
                 for d in cohort_days.landings})
     for hour in plan.hours:
         if hour in landed_hours:
@@ -280,11 +300,12 @@ def _discover(con: duckdb.DuckDBPyConnection, duck: duckdb.DuckDBPyConnection,
             _inherit(plan.day_versions, loaded_days.get(day), cohort_days.folder(day))
     if scan in ("lake", "landing"):  # every Parquet file, landed or not
         for path, _ in parquet.matches_in(duck, _lake_files(
-                lake.root, "amplitude/events/upload_date=*/upload_hour=*/events.parquet")).items():
+                lake.local(lake.root),
+                "amplitude/events/upload_date=*/upload_hour=*/events.parquet")).items():
             plan.add_hours([_hour_of(path)], True)
         for path, _ in parquet.matches_in(duck, _lake_files(
-                lake.root, "amplitude/cohort_members/snapshot_date=*/cohort_members.parquet")
-                ).items():
+                lake.local(lake.root),
+                "amplitude/cohort_members/snapshot_date=*/cohort_members.parquet")).items():
             plan.add_days([date.fromisoformat(path.parent.name.split("=", 1)[1])], True)
     return plan
 
@@ -294,7 +315,7 @@ def _inherit(versions: dict[str, str], loaded: audit.Loaded | None, folder: Path
     rewrite of it: the same fetch (a rewrite keeps ``fetched_at``; a fetch sets a new one) under
     another version. That is what a request killed between its landing and its warehouse steps
     leaves; the ledger and the Parquet file then follow the rewrite as if it had not stopped."""
-    text = AmplitudeLake.manifest(folder)
+    text = read_manifest(folder)
     if loaded is None or loaded[0] is None or loaded[1] is None or text is None:
         return
     try:
@@ -360,13 +381,13 @@ def _visit(plan: Plan, lake: AmplitudeLake, snaps: Snapshots, duck: duckdb.DuckD
             report.landing_versions_written += 1
         report.landing_lines_removed += change.lines_removed
         report.landing_versions_removed += change.versions_removed
-        done = parquet.rewrite(duck, lake.events_file(hour), parquet.EVENTS_OPTIONS,
+        done = parquet.rewrite(duck, events_file(lake, hour), parquet.EVENTS_OPTIONS,
                                progress.hour_versions)
         report.parquet_files_rewritten += done.rewritten
         report.parquet_rows_removed += done.rows_removed
         if done.rewritten or change.version is not None:
             progress.hours_rewritten.add(hour)
-        progress.hours[hour] = landing.current_version(lake.landing_dir(hour))
+        progress.hours[hour] = landing.current_version(lake.local(lake.landing_dir(hour)))
         log.debug("upload hour %s visited", f"{hour:%Y-%m-%dT%H}")
     if not plan.days:
         return
@@ -380,13 +401,13 @@ def _visit(plan: Plan, lake: AmplitudeLake, snaps: Snapshots, duck: duckdb.DuckD
     report.cohort_landing_rows_removed += cohorts.rows_removed
     progress.days_rewritten |= cohorts.days_rewritten
     for day in sorted(set(plan.days) | cohorts.days_rewritten):
-        done = parquet.rewrite(duck, snaps.table_file(landing.COHORT_MEMBERS, day),
+        done = parquet.rewrite(duck, cohort_file(snaps, day),
                                parquet.COHORT_MEMBERS_OPTIONS, progress.day_versions)
         report.parquet_files_rewritten += done.rewritten
         report.cohort_parquet_rows_removed += done.rows_removed
         if done.rewritten:
             progress.days_rewritten.add(day)
-        progress.days[day] = landing.current_version(snaps.folder(landing.COHORT_MEMBERS, day))
+        progress.days[day] = landing.current_version(_cohort_landing(snaps, day))
 
 
 def _recheck(con: duckdb.DuckDBPyConnection, duck: duckdb.DuckDBPyConnection,
@@ -399,12 +420,12 @@ def _recheck(con: duckdb.DuckDBPyConnection, duck: duckdb.DuckDBPyConnection,
     plan.add_hours(audit.hours_holding(con) - set(progress.hours), True)
     plan.add_days(audit.days_holding(con) - set(progress.days), True)
     plan.add_hours({h for h, v in progress.hours.items()
-                    if landing.current_version(lake.landing_dir(h)) != v}, False)
+                    if landing.current_version(lake.local(lake.landing_dir(h))) != v}, False)
     plan.add_days({d for d, v in progress.days.items()
-                   if landing.current_version(snaps.folder(landing.COHORT_MEMBERS, d)) != v},
+                   if landing.current_version(_cohort_landing(snaps, d)) != v},
                   False)
-    files = {lake.events_file(h): h for h in progress.hours}
+    files = {events_file(lake, h): h for h in progress.hours}
     plan.add_hours({files[p] for p in parquet.matches_in(duck, list(files))}, True)
-    day_files = {snaps.table_file(landing.COHORT_MEMBERS, d): d for d in progress.days}
+    day_files = {cohort_file(snaps, d): d for d in progress.days}
     plan.add_days({day_files[p] for p in parquet.matches_in(duck, list(day_files))}, True)
     return plan

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import dagster as dg
 import duckdb
@@ -19,6 +19,7 @@ from assets.partitions import partition_key
 from pipeline.amplitude.landing import AmplitudeLake
 from pipeline.amplitude.schema import EXPORT_COLUMNS, KNOWN_KEYS
 from pipeline.settings import Settings
+from resources import LakeResource
 from simulator import Simulator, SimulatorConfig
 from tests.conftest import DAY, SMALL
 
@@ -46,7 +47,7 @@ class Project:
             "AMPLITUDE_BASE_URL": self.sim.url,
             "AMPLITUDE_START": f"{DAY - timedelta(days=1):%Y-%m-%dT%H}",
             "WAREHOUSE_PATH": str(self.root / "warehouse.duckdb"),
-            "LAKE_ROOT": str(self.root / "lake"),
+            "LAKE_ROOT": self.lake_root or str(self.root / "lake"),
             **self.extra_env,
         }
 
@@ -74,10 +75,14 @@ class Project:
 
     instance: dg.DagsterInstance | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    lake_root: str | None = None  # s3://bucket/prefix; None: a folder under root
 
     @property
     def lake(self) -> AmplitudeLake:
-        return AmplitudeLake(self.root / "lake")
+        """The lake as the assets see it (the resource builds it from the same settings)."""
+        env = self.env
+        return LakeResource(root=env["LAKE_ROOT"], catalog_registers_files=bool(
+            env.get("WAREHOUSE_CATALOG"))).lake()
 
     def warehouse(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(str(self.root / "warehouse.duckdb"), read_only=True)
@@ -145,8 +150,11 @@ def warehouse_rows(con: duckdb.DuckDBPyConnection, hour: datetime) -> dict[str, 
     return {row["uuid"]: canonical(row) for row in rows}
 
 
-def parquet_rows(path: Path) -> dict[str, dict]:
-    return {r["uuid"]: canonical(r) for r in pq.read_table(path).to_pylist()}
+def parquet_rows(path: PurePath, lake: AmplitudeLake | None = None) -> dict[str, dict]:
+    """The rows of a local file, or of one in ``lake`` (on object storage too)."""
+    filesystem = lake.fs.inner if lake is not None and lake.remote else None
+    table = pq.read_table(str(path), filesystem=filesystem)
+    return {r["uuid"]: canonical(r) for r in table.to_pylist()}
 
 
 def assert_hour_matches_served(project: Project, hour: datetime) -> None:
@@ -156,7 +164,8 @@ def assert_hour_matches_served(project: Project, hour: datetime) -> None:
         loaded = warehouse_rows(con, hour)
     assert len(loaded) == len(expected) == project.sim.hour_count(hour)
     assert loaded == expected
-    assert parquet_rows(project.lake.events_file(hour)) == expected
+    lake = project.lake
+    assert parquet_rows(lake.events_file(hour), lake) == expected
 
 
 def hour_metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict[str, dict]:

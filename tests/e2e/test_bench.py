@@ -19,10 +19,11 @@ def test_bench_runs_every_path_and_reports(tmp_path):
     out = done.stdout
     for label in ("ours: download", "ours: normalize", "ours: load", "ours: total",
                   "naive loader", "DuckDB read_json", "same work, no fidelity",
-                  "ours vs read_json", "ours vs naive", "ours vs same_work", "Parquet"):
+                  "ours vs read_json", "ours vs naive", "ours vs same_work", "Parquet",
+                  "ducklake: load", "ducklake: total", "ducklake vs read_json"):
         assert label in out, label
-    assert ("rows loaded: {'ours': {3000}, 'naive': {3000}, 'read_json': {3000}, "
-            "'same_work': {3000}}") in out
+    assert ("rows loaded: {'ours': {3000}, 'ducklake': {3000}, 'naive': {3000}, "
+            "'read_json': {3000}, 'same_work': {3000}}") in out
     assert "temporary files left: 0" in out
 
 

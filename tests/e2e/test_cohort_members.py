@@ -45,7 +45,7 @@ class Location:
         cohorts = next(a for a in build_snapshot_assets(days, timezone="UTC", counts_days=35)
                        if a.key == dg.AssetKey(["amplitude", "cohorts"]))
         members = build_cohort_member_assets(days, settings=Settings(
-            cohort_props=PROPS, lake_root=root / "lake", **settings))
+            cohort_props=PROPS, lake_root=str(root / "lake"), **settings))
         self.assets = [cohorts, *members]
         self.resources = {
             "amplitude": AmplitudeExportResource(api_key=sim.config.api_key,

@@ -2,15 +2,19 @@
 
 import logging
 import os
+import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import dagster as dg
 import pytest
+from pyarrow import fs
 
 from assets.alerts import alert_on_failed_checks, alert_on_run_failure
 from assets.definitions import build_defs
 from pipeline.settings import CREDENTIALS, Settings
+from resources import LakeResource
 from simulator import Fault, Simulator, SimulatorConfig
 from tests.conftest import DAY, SMALL
 from tests.e2e.conftest import event_assets
@@ -18,42 +22,91 @@ from tests.e2e.test_alerts import evaluate
 from tests.unit.test_alerts import running_receiver
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
 BUSY = DAY + timedelta(hours=14)
 SNAPSHOTS = {dg.AssetKey(["amplitude", n]) for n in ("cohorts", "taxonomy_user_properties")}
 
 
+# Which test gives each credential a value (the local parts, or the distributed ones).
+LOCAL = {"AMPLITUDE_API_KEY", "AMPLITUDE_SECRET_KEY", "ALERT_WEBHOOK_URL"}
+
 def secrets_in(env: dict[str, str]) -> dict[str, str]:
-    """Every credential's value, and the password of a base URL that carries one."""
-    found = {name: env[name] for name in CREDENTIALS}
+    """Every credential's value, the password of a base URL that carries one, and the password
+    inside a DuckLake catalog string."""
+    found = {name: env[name] for name in CREDENTIALS if name in env}
     password = urlsplit(env["AMPLITUDE_BASE_URL"]).password
     if password:
         found["AMPLITUDE_BASE_URL password"] = password
+    catalog = env.get("WAREHOUSE_CATALOG", "")
+    if "password=" in catalog:
+        found["WAREHOUSE_CATALOG password"] = catalog.split("password=", 1)[1].split()[0]
     return found
 
 
+def test_every_credential_is_given_a_value_by_one_of_the_tests():
+    assert set(CREDENTIALS) == LOCAL | DISTRIBUTED
+
+
 def test_no_credential_appears_anywhere_on_any_path(tmp_path, caplog, monkeypatch):
+    check_no_credential_shows(tmp_path, caplog, monkeypatch, {})
+
+
+DISTRIBUTED = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+               "WAREHOUSE_CATALOG", "DAGSTER_PG_PASSWORD", "LIMITS_DSN"}
+
+
+def test_no_credential_shows_with_the_lake_on_s3_and_a_postgres_catalog(
+        tmp_path, caplog, monkeypatch, seaweed_s3, postgres_dsn):
+    catalog = postgres_dsn.server.create_database()
+    home = tmp_path / "dagster_home"  # the production instance: deploy/dagster.yaml
+    home.mkdir()
+    shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    env = {**seaweed_s3.env(),
+           "LAKE_ROOT": f"s3://{seaweed_s3.bucket}/secrets-{tmp_path.name}",
+           "LAKE_SCRATCH": str(tmp_path / "scratch"),
+           "WAREHOUSE_CATALOG": f"postgres:{catalog.dsn}",
+           "LIMITS_DSN": postgres_dsn.server.create_database().dsn,
+           **postgres_dsn.env()}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    s3_text = check_no_credential_shows(
+        tmp_path, caplog, monkeypatch, env, read_lake=seaweed_s3,
+        instance=dg.DagsterInstance.get,
+        # SeaweedFS takes a session token for a temporary key it never issued: refused
+        refused={"AWS_SESSION_TOKEN": "token-3b9e1-credential"})
+    assert "events-v" in s3_text  # the lake's objects were read too
+
+
+def check_no_credential_shows(tmp_path, caplog, monkeypatch, extra: dict[str, str],
+                              read_lake=None, instance=dg.instance_for_test,
+                              refused: dict[str, str] | None = None) -> str:
+    """Every path a credential could leak by, on the real assets; returns the lake's objects
+    read back from object storage (``read_lake``), which were searched as well."""
     caplog.set_level(logging.DEBUG)
     config = SimulatorConfig(profile=SMALL.profile, events_per_member=SMALL.events_per_member,
                              api_key="key-7f3a9b-credential", secret_key="sec-91bd2e-credential",
                              first_hour=DAY, last_hour=DAY + timedelta(hours=23))
-    with Simulator(config) as sim, dg.instance_for_test() as instance, \
+    with Simulator(config) as sim, instance() as instance, \
             running_receiver() as receiver:
         base = sim.url.replace("http://", "http://urluser:urlpass-44c1d-credential@")
         env = {"AMPLITUDE_API_KEY": config.api_key, "AMPLITUDE_SECRET_KEY": config.secret_key,
                "AMPLITUDE_BASE_URL": base, "AMPLITUDE_START": f"{DAY:%Y-%m-%dT%H}",
                "ALERT_WEBHOOK_URL": receiver.url,
                "WAREHOUSE_PATH": str(tmp_path / "warehouse.duckdb"),
-               "LAKE_ROOT": str(tmp_path / "lake")}
+               "LAKE_ROOT": str(tmp_path / "lake"), **extra}
+
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        secrets = secrets_in(env) | {"a wrong secret": "wrong-5e0f7a-credential"}
+        secrets = secrets_in(env) | {"a wrong secret": "wrong-5e0f7a-credential"} | (
+            refused or {})
         defs = build_defs(Settings.from_env(env))
         today = datetime.now(UTC).date().isoformat()
 
         def run(assets, partition, **kwargs):
-            return dg.materialize(assets, resources=build_defs(Settings.from_env(
-                dict(os.environ))).resources, instance=instance, partition_key=partition,
-                raise_on_error=False, **kwargs)
+            return dg.materialize(assets, resources=build_defs(
+                Settings.from_env(dict(os.environ))).resources, instance=instance,
+                partition_key=partition, raise_on_error=False, **kwargs)
 
         hour = BUSY.strftime("%Y-%m-%d-%H:%M")
         refetch = {"run_config": {"ops": {"amplitude__raw_export": {"config": {"refetch": True}}}}}
@@ -67,7 +120,13 @@ def test_no_credential_appears_anywhere_on_any_path(tmp_path, caplog, monkeypatc
         monkeypatch.setenv("AMPLITUDE_SECRET_KEY", secrets["a wrong secret"])
         outcomes.append(run(event_assets(defs), hour, **refetch))  # 401
         outcomes.append(run(snapshots, today))
-        assert [o.success for o in outcomes] == [True, True, True, False, False, False]
+        for name, value in (refused or {}).items():
+            monkeypatch.setenv("AMPLITUDE_SECRET_KEY", config.secret_key)
+            monkeypatch.setenv(name, value)
+            outcomes.append(run(event_assets(defs), hour, **refetch))
+            monkeypatch.delenv(name)
+        assert [o.success for o in outcomes] == [True, True, True, False, False, False,
+                                                 *[False] * len(refused or {})]
         for outcome in outcomes:  # the alerts an operator would get, through the real poster
             evaluate(alert_on_failed_checks if outcome.success else alert_on_run_failure,
                      instance, outcome)
@@ -82,11 +141,22 @@ def test_no_credential_appears_anywhere_on_any_path(tmp_path, caplog, monkeypatc
                                 for e in o.get_step_failure_events()),
             "alerts": "\n".join(map(str, receiver.bodies)),
         }
+        lake_text, objects = "", []
+        if read_lake is not None:  # every object in the bucket, names and bytes
+            store = LakeResource(root=Settings.from_env(env).lake_root).lake()
+            infos = store.fs.get_file_info(fs.FileSelector(str(store.root), recursive=True))
+            names = [i.path for i in infos if i.type == fs.FileType.File]
+            objects = [bytes(store.fs.open_input_stream(n).read()) for n in names]
+            lake_text = "\n".join(names + [o.decode(errors="replace") for n, o in
+                                           zip(names, objects, strict=True) if n.endswith(".json")])
+            texts["lake objects"] = lake_text
     assert "AMPLITUDE_API_KEY" in texts["errors"]  # errors name the variables instead
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert any(p.suffix == ".parquet" for p in files)
+    assert any(p.suffix == ".parquet" for p in files) or "parquet" in lake_text
     for what, value in secrets.items():
         for where, text in texts.items():
             assert value not in text, f"{what} in {where}"
         for path in files:
             assert value.encode() not in path.read_bytes(), f"{what} in {path}"
+        assert not any(value.encode() in o for o in objects), f"{what} in the lake"
+    return lake_text

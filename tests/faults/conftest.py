@@ -44,7 +44,7 @@ class FaultProject(Project):
     @classmethod
     def of(cls, project: Project, **config: Any) -> FaultProject:
         return cls(project.sim, project.root, project.instance, project.extra_env,
-                   {**FAST, **config})
+                   project.lake_root, amplitude_config={**FAST, **config})
 
     def defs(self) -> dg.Definitions:
         defs = super().defs()
@@ -145,7 +145,7 @@ def hour_state(project: Project, hour: datetime) -> HourState:
             ledger = tuple(con.execute("SELECT * FROM amplitude._loads WHERE upload_hour = ?",
                                        [hour]).fetchall())
     return HourState(lake.manifest(folder), versions,
-                     parquet.read_bytes() if parquet.exists() else None, rows, ledger)
+                     parquet.read_bytes() if parquet is not None else None, rows, ledger)
 
 
 def assert_no_leftovers(project: Project) -> None:

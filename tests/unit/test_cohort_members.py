@@ -191,7 +191,7 @@ class Day:
             cm.write_members(con, self.snaps, landing, out)
         with self.warehouse.connect() as con:
             rows = cm.load_members(self.warehouse, con, landing,
-                                   self.snaps.table_file(cm.TABLE, day))
+                                   self.snaps.table_url(cm.TABLE, day))
         return rows, landing
 
     def rows(self, day: date = TODAY) -> dict[str, set[tuple]]:

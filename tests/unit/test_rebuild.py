@@ -16,7 +16,7 @@ import pytest
 from pipeline.amplitude.landing import AmplitudeLake as Lake
 from pipeline.amplitude.landing import LandedHour, LandedMember
 from pipeline.amplitude.normalize import normalize_hour
-from pipeline.lake import MANIFEST
+from pipeline.lake import MANIFEST, hour_partition
 from pipeline.rebuild import main
 from pipeline.warehouse import Warehouse, WarehouseError, storage_version
 from simulator import hour_lines
@@ -38,6 +38,11 @@ def landed_hour(hour):
                       fetched_at=FETCHED)
 
 
+def events_path(lake, hour):
+    """Where a local lake keeps the hour's file, written or not."""
+    return lake.table_folder("amplitude", "events", hour_partition(hour)) / "events.parquet"
+
+
 def make_lake(tmp_path, *, manifests=(H0, H1, H2)):
     """A lake with real Parquet files at Lake.events_file, and landing manifests for some hours."""
     lake = Lake(tmp_path / "lake")
@@ -45,7 +50,7 @@ def make_lake(tmp_path, *, manifests=(H0, H1, H2)):
     for hour, count in HOURS.items():
         lines = [json.loads(b) for b in hour_lines(636686, hour, count)]
         member = write_member(tmp_path / "members" / f"{hour:%d%H}.json.gz", lines)
-        normalize_hour([member], hour, lake.events_file(hour))
+        normalize_hour([member], hour, events_path(lake, hour))
     for hour in manifests:
         lake.landing_dir(hour).mkdir(parents=True)
         (lake.landing_dir(hour) / MANIFEST).write_text(landed_hour(hour).to_json())
@@ -138,7 +143,7 @@ def test_a_failed_rebuild_leaves_the_warehouse_as_it_was(tmp_path):
     lake = make_lake(tmp_path)
     path = duckdb20_warehouse(tmp_path / "w.duckdb")
     original = path.read_bytes()
-    shutil.copy(lake.events_file(H0), lake.events_file(H1))  # H0's rows filed under H1
+    shutil.copy(events_path(lake, H0), events_path(lake, H1))  # H0's rows filed under H1
     done = run("--warehouse", path, "--lake", lake.root, "--yes")
     assert done.returncode == 1
     assert "rebuild failed: upload hour 2026-03-01T08" in done.stderr

@@ -10,7 +10,7 @@ def test_defaults_and_region_hosts():
     assert s.base_url == "https://amplitude.com"
     assert (s.lag_hours, s.max_window_hours) == (2, 24)
     assert s.warehouse_path == Path("data/warehouse.duckdb")
-    assert s.lake_root == Path("data/lake")
+    assert s.lake_root == "data/lake"
     eu = Settings.from_env({"AMPLITUDE_REGION": "EU"})
     assert eu.base_url == "https://analytics.eu.amplitude.com"
     local = Settings.from_env({"AMPLITUDE_REGION": "eu", "AMPLITUDE_BASE_URL": "http://127.0.0.1:9/"})

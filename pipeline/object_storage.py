@@ -1,0 +1,101 @@
+"""Where an ``s3://bucket/prefix`` lake lives, and how pyarrow and DuckDB reach it.
+
+The standard AWS variables configure it (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+``AWS_REGION``, and ``AWS_ENDPOINT_URL`` for an S3-compatible server such as SeaweedFS or MinIO).
+The keys are read here, at run time, and handed only to the two clients: they are kept out of
+``repr`` and never put in a message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from duckdb import DuckDBPyConnection as Connection
+
+from pipeline import engine, sql
+
+SCHEME = "s3://"
+
+
+class ObjectStorageError(RuntimeError):
+    pass
+
+
+def is_remote(root: str | os.PathLike[str]) -> bool:
+    return str(root).startswith(SCHEME)
+
+
+@dataclass(frozen=True)
+class ObjectStorage:
+    bucket: str
+    prefix: str  # without leading or trailing slash; "" for the bucket's root
+    region: str = "us-east-1"
+    endpoint_url: str | None = None  # e.g. http://127.0.0.1:8333; None: AWS itself
+    key_id: str | None = field(default=None, repr=False)
+    secret: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_root(cls, root: str, env: Mapping[str, str] | None = None) -> ObjectStorage:
+        env = os.environ if env is None else env
+        parts = urlsplit(root)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise ObjectStorageError(f"LAKE_ROOT={root!r} is not of the form s3://bucket/prefix")
+        endpoint = (env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or "").strip()
+        if endpoint and urlsplit(endpoint).scheme not in ("http", "https"):
+            raise ObjectStorageError(
+                "AWS_ENDPOINT_URL must start with http:// or https:// (for example "
+                "http://127.0.0.1:8333)")
+        return cls(
+            bucket=parts.netloc, prefix=parts.path.strip("/"),
+            region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1").strip(),
+            endpoint_url=endpoint.rstrip("/") or None,
+            key_id=env.get("AWS_ACCESS_KEY_ID") or None,
+            secret=env.get("AWS_SECRET_ACCESS_KEY") or None,
+            session_token=env.get("AWS_SESSION_TOKEN") or None,
+        )
+
+    @property
+    def root(self) -> str:
+        """``bucket/prefix``: the lake's root as pyarrow's S3 file system names paths."""
+        return f"{self.bucket}/{self.prefix}" if self.prefix else self.bucket
+
+    def uri(self, path: str) -> str:
+        """The ``s3://`` URI DuckDB reads for a pyarrow path (``bucket/prefix/...``)."""
+        return SCHEME + path
+
+    def filesystem(self) -> Any:
+        from pyarrow import fs  # pyarrow only where the lake is touched (README, Performance)
+
+        options: dict[str, Any] = {"region": self.region, "allow_bucket_creation": False,
+                                   "connect_timeout": 10, "request_timeout": 120,
+                                   "retry_strategy": fs.AwsStandardS3RetryStrategy(5)}
+        if self.key_id:
+            options.update(access_key=self.key_id, secret_key=self.secret,
+                           session_token=self.session_token)
+        if self.endpoint_url:
+            endpoint = urlsplit(self.endpoint_url)
+            options.update(endpoint_override=endpoint.netloc, scheme=endpoint.scheme,
+                           force_virtual_addressing=False)
+        return fs.S3FileSystem(**options)
+
+    def configure_duckdb(self, con: Connection) -> None:
+        """Load httpfs from its package and give ``con`` a secret scoped to this bucket."""
+        engine.load_extension(con, "httpfs")
+        options = [f"REGION {sql.literal(self.region)}",
+                   f"SCOPE {sql.literal(SCHEME + self.bucket)}"]
+        if self.key_id:
+            options += [f"KEY_ID {sql.literal(self.key_id)}",
+                        f"SECRET {sql.literal(self.secret or '')}"]
+            if self.session_token:
+                options.append(f"SESSION_TOKEN {sql.literal(self.session_token)}")
+        if self.endpoint_url:
+            endpoint = urlsplit(self.endpoint_url)
+            options += [f"ENDPOINT {sql.literal(endpoint.netloc)}", "URL_STYLE 'path'",
+                        f"USE_SSL {str(endpoint.scheme == 'https').lower()}"]
+        name = "lake_" + "".join(c if c.isalnum() else "_" for c in self.bucket)
+        con.execute(f"CREATE OR REPLACE SECRET {name} (TYPE s3, {', '.join(options)})")
