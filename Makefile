@@ -36,3 +36,4 @@ clean:
 EVENTS ?= 1000000
 bench: $(INSTALLED)
 	$(BIN)/python scripts/bench.py --events $(EVENTS)
+	$(BIN)/python scripts/bench_mixpanel.py --events $(EVENTS)

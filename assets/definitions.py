@@ -13,6 +13,8 @@ from assets.distributed import executor_from_env
 from assets.events import build_event_assets
 from assets.executor import crash_safe_in_process_executor
 from assets.freshness import amplitude_freshness, build_freshness, freshness_schedule
+from assets.mixpanel_defs import settings_from_env as mixpanel_settings
+from assets.mixpanel_defs import with_mixpanel
 from assets.partitions import upload_hour_partitions
 from assets.reconciliation import amplitude_reconcile, build_reconciliation, reconcile_schedule
 from assets.schedules import (
@@ -24,14 +26,16 @@ from assets.schedules import (
     snapshots_schedule,
 )
 from assets.snapshots import build_snapshot_assets, snapshot_days
+from pipeline.mixpanel.settings import MixpanelSettings
 from pipeline.settings import Settings
 from resources import AmplitudeExportResource, LakeResource, WarehouseResource
 
 
-def build_defs(settings: Settings) -> dg.Definitions:
+def build_defs(settings: Settings, mixpanel: MixpanelSettings | None = None) -> dg.Definitions:
+    """``mixpanel``: the Mixpanel source's settings, None when it is not configured."""
     partitions = upload_hour_partitions(settings.start, settings.lag_hours)
     days = snapshot_days(settings.start.date())
-    return dg.Definitions(
+    return with_mixpanel(mixpanel, settings, dg.Definitions(
         assets=[*build_event_assets(partitions),
                 *build_snapshot_assets(days, timezone=settings.project_timezone,
                                        counts_days=settings.counts_days),
@@ -73,7 +77,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
                 data_path=settings.warehouse_data_path, lake_root=settings.lake_root,
                 lock_timeout_seconds=settings.warehouse_lock_timeout_seconds),
         },
-    )
+    ))
 
 
-defs = build_defs(Settings.from_env())
+defs = build_defs(Settings.from_env(), mixpanel_settings())

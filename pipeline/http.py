@@ -79,6 +79,8 @@ class Credentials:
     username: str
     password: str
     variables: str  # how the operator names them, for messages: never the values
+    # The API takes a username alone (Mixpanel's project secret goes with a blank password).
+    blank_password: bool = False
 
 
 class ApiClient:
@@ -96,9 +98,11 @@ class ApiClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
-        if not credentials.username or not credentials.password:
-            raise AuthError(f"{credentials.variables} must both be set (region {region!r})")
+        if not credentials.username or not (credentials.password or credentials.blank_password):
+            both = "be" if credentials.blank_password else "both be"
+            raise AuthError(f"{credentials.variables} must {both} set (region {region!r})")
         # Credentials travel only as the Authorization header: a user:password@ in the base URL
         # would be logged with every request (httpx logs URLs) and is dropped here.
         self.base_url = redact(base_url).rstrip("/")
@@ -115,7 +119,7 @@ class ApiClient:
             {s for s in (credentials.username, credentials.password, token)
              if len(s) >= _MIN_SCRUBBED}, key=len, reverse=True))
         common: dict[str, Any] = {"timeout": timeouts.httpx(), "follow_redirects": False,
-                                  "headers": {"User-Agent": USER_AGENT}}
+                                  "headers": {"User-Agent": USER_AGENT, **(headers or {})}}
         self._http = httpx.Client(
             base_url=self.base_url,
             auth=httpx.BasicAuth(credentials.username, credentials.password), **common)
@@ -263,13 +267,15 @@ class ApiClient:
         size, attempts, _ = self.with_retries(self.where(what), attempt)
         return size, attempts
 
-    def save(self, response: httpx.Response, dest: Path, deadline: float) -> int:
+    def save(self, response: httpx.Response, dest: Path, deadline: float, *,
+             decode: bool = True) -> int:
         """Write the body to ``dest`` as received (decoded if the server encoded it, e.g. a gzip
-        ``Content-Encoding`` on a zip), through a ``.part`` file renamed on success. Returns the
-        bytes written; Content-Length, which counts the bytes on the wire, is checked against
-        those."""
+        ``Content-Encoding`` on a zip; ``decode=False`` keeps the bytes of the wire, still
+        encoded), through a ``.part`` file renamed on success. Returns the bytes written;
+        Content-Length, which counts the bytes on the wire, is checked against those."""
         partial = dest.with_name(dest.name + ".part")
-        encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
+        encoded = (decode and
+                   response.headers.get("Content-Encoding", "identity").lower() != "identity")
         expected = response.headers.get("Content-Length")
         received = 0
         try:
@@ -283,13 +289,15 @@ class ApiClient:
                                              f"({received} bytes so far)")
             on_wire = response.num_bytes_downloaded
             if expected is not None and expected.isdigit() and int(expected) != on_wire:
-                raise TransientError(f"truncated body: {on_wire} of {expected} bytes")
+                raise TransientError(f"truncated body (cut short): {on_wire} of {expected} "
+                                     "bytes")
         except httpx.TimeoutException as error:
             partial.unlink(missing_ok=True)
             raise TransientError(f"timed out mid-body ({type(error).__name__})") from error
         except httpx.TransportError as error:
             partial.unlink(missing_ok=True)
-            raise TransientError(f"connection failed mid-body ({type(error).__name__})") from error
+            raise TransientError(f"connection failed mid-body, the body cut short after "
+                                 f"{received} bytes ({type(error).__name__})") from error
         except BaseException:
             partial.unlink(missing_ok=True)
             raise

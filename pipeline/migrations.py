@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 import duckdb
 
 from pipeline.ducklake import is_ducklake
+from pipeline.mixpanel.migration import MIGRATION as MIXPANEL_MIGRATION
+from pipeline.mixpanel.migration import MIGRATION_DESCRIPTION as MIXPANEL_MIGRATION_DESCRIPTION
 
 VERSIONS_TABLE = "amplitude._schema_versions"
 
@@ -194,6 +196,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE amplitude._loads ADD COLUMN rows_removed BIGINT",
         "ALTER TABLE amplitude._loads ADD COLUMN rows_changed BIGINT",
     )),
+    # Issue 13: the Mixpanel source (pipeline/mixpanel/migration.py).
+    Migration(7, MIXPANEL_MIGRATION_DESCRIPTION, _run(*MIXPANEL_MIGRATION)),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.hours import parse_setting_hour
+from pipeline.mixpanel.settings import CREDENTIALS as MIXPANEL_CREDENTIALS
 
 REGION_HOSTS = {
     "us": "https://amplitude.com",
@@ -24,7 +25,7 @@ DEFAULT_START = "2026-01-01T00"
 # metadata, an error or a file; a source or store that adds a credential adds it here.
 CREDENTIALS = ("AMPLITUDE_API_KEY", "AMPLITUDE_SECRET_KEY", "ALERT_WEBHOOK_URL",
                "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-               "WAREHOUSE_CATALOG", "DAGSTER_PG_PASSWORD", "LIMITS_DSN")
+               "WAREHOUSE_CATALOG", "DAGSTER_PG_PASSWORD", "LIMITS_DSN", *MIXPANEL_CREDENTIALS)
 MAX_EXPORT_HOURS = 365 * 24  # the longest range one export request may span
 
 

@@ -8,6 +8,8 @@ on both sides.
   ``HourProfile`` (``generator``).
 - Cohorts (``cohorts``, ``cohort_defs``, ``members``), taxonomy (``taxonomy``), Dashboard REST
   (``dashboard``, ``counts``), and the rate limits (``limits``: ``RateLimits``).
+- Mixpanel's raw export, on a host of its own: ``MixpanelSimulator``, ``MixpanelConfig`` and
+  ``MixpanelFault`` (``mixpanel``, ``mixpanel_data``).
 """
 
 from simulator.archive import Archive, ArchiveTooLarge, Member, build_archive, plan
@@ -17,6 +19,8 @@ from simulator.counts import DailyCounts
 from simulator.faults import Fault
 from simulator.generator import HourProfile, hour_lines
 from simulator.limits import RateLimits
+from simulator.mixpanel import MixpanelFault, MixpanelSimulator
+from simulator.mixpanel_data import MixpanelConfig
 from simulator.protocol import EXPORT_PATH, RequestRecord
 from simulator.server import Simulator
 
@@ -30,6 +34,9 @@ __all__ = [
     "Fault",
     "HourProfile",
     "Member",
+    "MixpanelConfig",
+    "MixpanelFault",
+    "MixpanelSimulator",
     "RateLimits",
     "RequestRecord",
     "Simulator",

@@ -11,7 +11,9 @@ import csv
 import io
 import json
 import re
+import shutil
 import subprocess
+import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
@@ -214,6 +216,37 @@ def check_copy(b: Built, con: duckdb.DuckDBPyConnection) -> None:
     assert con.execute("SELECT users FROM analytics.funnel(['page_view'], DATE '2026-03-01', "
                        "DATE '2026-03-01')").fetchall() == [
         (b.reference.funnel(["page_view"], D, D)[0],)]
+
+
+def check_mixpanel_join(b: Built, got: list[tuple]) -> None:
+    """The demo loads no Mixpanel data, so the block runs again on a copy of its warehouse with
+    Mixpanel events of Amplitude's users a millisecond after one of their Amplitude events."""
+    assert got == []
+    ref = b.reference
+    known = sorted((e for e in ref.events if e.get("user_id")),
+                   key=lambda e: (e["event_time"], e["uuid"]))[::7][:40]
+    assert len(known) >= 10
+    planted = [(f"mp-{i}", e["user_id"], e["event_time"] + timedelta(milliseconds=1))
+               for i, e in enumerate(known)]
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / b.path.name  # the same name: the views name the file's catalog
+        shutil.copyfile(b.path, copy)
+        with duckdb.connect(str(copy)) as con:
+            con.execute(f"SET TimeZone = '{READER_ZONE}'")
+            con.executemany(
+                "INSERT INTO mixpanel.events (event, distinct_id, insert_id, time, time_raw, "
+                "user_id, _day) VALUES ('Page Viewed', ?, ?, ?, epoch(?::TIMESTAMPTZ), ?, "
+                "CAST(?::TIMESTAMPTZ AT TIME ZONE 'UTC' AS DATE))",
+                [[user, insert_id, at, at, user, at] for insert_id, user, at in planted])
+            rows = con.execute(blocks()["mixpanel_join"]).fetchall()
+    latest = {}
+    for insert_id, user, at in planted:
+        latest[insert_id] = max(e["event_time"] for e in ref.events
+                                if e.get("user_id") == user and e["event_time"] <= at)
+    want = sorted(((user, at, latest[insert_id]) for insert_id, user, at in planted),
+                  key=lambda r: (r[1], r[0]))
+    assert [(r[0], r[2], r[4]) for r in rows] == want
+    assert {r[1] for r in rows} == {"Page Viewed"}
 
 
 CHECKS: dict[str, Callable] = {

@@ -13,9 +13,10 @@ from pyarrow import fs
 
 from assets.alerts import alert_on_failed_checks, alert_on_run_failure
 from assets.definitions import build_defs
+from assets.mixpanel_defs import settings_from_env as mixpanel_settings
 from pipeline.settings import CREDENTIALS, Settings
 from resources import LakeResource
-from simulator import Fault, Simulator, SimulatorConfig
+from simulator import Fault, MixpanelConfig, MixpanelSimulator, Simulator, SimulatorConfig
 from tests.conftest import DAY, SMALL
 from tests.e2e.conftest import event_assets
 from tests.e2e.test_alerts import evaluate
@@ -28,7 +29,15 @@ SNAPSHOTS = {dg.AssetKey(["amplitude", n]) for n in ("cohorts", "taxonomy_user_p
 
 
 # Which test gives each credential a value (the local parts, or the distributed ones).
-LOCAL = {"AMPLITUDE_API_KEY", "AMPLITUDE_SECRET_KEY", "ALERT_WEBHOOK_URL"}
+LOCAL = {"AMPLITUDE_API_KEY", "AMPLITUDE_SECRET_KEY", "ALERT_WEBHOOK_URL",
+         "MIXPANEL_SERVICE_ACCOUNT_USERNAME", "MIXPANEL_SERVICE_ACCOUNT_SECRET",
+         "MIXPANEL_API_SECRET"}
+# The Mixpanel project's credentials, as distinctive as Amplitude's: a leak cannot hide.
+MIXPANEL = MixpanelConfig(username="mp-user-6d2a-credential", secret="mp-secret-0b7c-credential",
+                          api_secret="mp-api-4e9f-credential", events_per_day=40,
+                          limits_enabled=False)
+MIXPANEL_DAY = "2026-11-01"  # Los Angeles falls back: the repeated hour is in it
+
 
 def secrets_in(env: dict[str, str]) -> dict[str, str]:
     """Every credential's value, the password of a base URL that carries one, and the password
@@ -88,24 +97,31 @@ def check_no_credential_shows(tmp_path, caplog, monkeypatch, extra: dict[str, st
                              api_key="key-7f3a9b-credential", secret_key="sec-91bd2e-credential",
                              first_hour=DAY, last_hour=DAY + timedelta(hours=23))
     with Simulator(config) as sim, instance() as instance, \
-            running_receiver() as receiver:
+            running_receiver() as receiver, MixpanelSimulator(MIXPANEL) as mp_sim:
         base = sim.url.replace("http://", "http://urluser:urlpass-44c1d-credential@")
         env = {"AMPLITUDE_API_KEY": config.api_key, "AMPLITUDE_SECRET_KEY": config.secret_key,
                "AMPLITUDE_BASE_URL": base, "AMPLITUDE_START": f"{DAY:%Y-%m-%dT%H}",
                "ALERT_WEBHOOK_URL": receiver.url,
                "WAREHOUSE_PATH": str(tmp_path / "warehouse.duckdb"),
-               "LAKE_ROOT": str(tmp_path / "lake"), **extra}
-
+               "LAKE_ROOT": str(tmp_path / "lake"),
+               "MIXPANEL_SERVICE_ACCOUNT_USERNAME": MIXPANEL.username,
+               "MIXPANEL_SERVICE_ACCOUNT_SECRET": MIXPANEL.secret,
+               "MIXPANEL_PROJECT_ID": str(MIXPANEL.project_id),
+               "MIXPANEL_API_SECRET": MIXPANEL.api_secret, "MIXPANEL_BASE_URL": mp_sim.url,
+               "MIXPANEL_TIMESTAMPS": "local", "MIXPANEL_PROJECT_TIMEZONE": MIXPANEL.timezone,
+               "MIXPANEL_START": MIXPANEL_DAY, **extra}
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        secrets = secrets_in(env) | {"a wrong secret": "wrong-5e0f7a-credential"} | (
+        secrets = secrets_in(env) | {"a wrong secret": "wrong-5e0f7a-credential",
+                                     "a wrong Mixpanel secret": "mp-wrong-31c8-credential"} | (
             refused or {})
-        defs = build_defs(Settings.from_env(env))
+        defs = build_defs(Settings.from_env(env), mixpanel_settings(env))
         today = datetime.now(UTC).date().isoformat()
 
         def run(assets, partition, **kwargs):
+            now = dict(os.environ)
             return dg.materialize(assets, resources=build_defs(
-                Settings.from_env(dict(os.environ))).resources, instance=instance,
+                Settings.from_env(now), mixpanel_settings(now)).resources, instance=instance,
                 partition_key=partition, raise_on_error=False, **kwargs)
 
         hour = BUSY.strftime("%Y-%m-%d-%H:%M")
@@ -127,6 +143,19 @@ def check_no_credential_shows(tmp_path, caplog, monkeypatch, extra: dict[str, st
             monkeypatch.delenv(name)
         assert [o.success for o in outcomes] == [True, True, True, False, False, False,
                                                  *[False] * len(refused or {})]
+        monkeypatch.setenv("AMPLITUDE_SECRET_KEY", config.secret_key)
+        mixpanel = [a for a in defs.assets if any(k.path[0] == "mixpanel" for k in a.keys)]
+        assert len(mixpanel) == 3
+        mp_outcomes = [run(mixpanel, MIXPANEL_DAY)]  # the happy path, by service account
+        monkeypatch.setenv("MIXPANEL_SERVICE_ACCOUNT_SECRET", secrets["a wrong Mixpanel secret"])
+        mp_outcomes.append(run(mixpanel, MIXPANEL_DAY))  # 401
+        for name in ("MIXPANEL_SERVICE_ACCOUNT_USERNAME", "MIXPANEL_SERVICE_ACCOUNT_SECRET",
+                     "MIXPANEL_PROJECT_ID"):
+            monkeypatch.delenv(name)
+        mp_outcomes.append(run(mixpanel, MIXPANEL_DAY))  # the deprecated project secret
+        assert [o.success for o in mp_outcomes] == [True, False, True]
+        assert [r.status for r in mp_sim.export_requests()] == [200, 401, 200]
+        outcomes += mp_outcomes
         for outcome in outcomes:  # the alerts an operator would get, through the real poster
             evaluate(alert_on_failed_checks if outcome.success else alert_on_run_failure,
                      instance, outcome)
@@ -151,6 +180,7 @@ def check_no_credential_shows(tmp_path, caplog, monkeypatch, extra: dict[str, st
                                            zip(names, objects, strict=True) if n.endswith(".json")])
             texts["lake objects"] = lake_text
     assert "AMPLITUDE_API_KEY" in texts["errors"]  # errors name the variables instead
+    assert "MIXPANEL_SERVICE_ACCOUNT_SECRET" in texts["errors"]
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.suffix == ".parquet" for p in files) or "parquet" in lake_text
     for what, value in secrets.items():
