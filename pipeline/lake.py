@@ -39,7 +39,7 @@ from typing import Any
 from duckdb import DuckDBPyConnection as Connection
 
 from pipeline import engine, leftovers
-from pipeline.object_storage import ObjectStorage, is_remote
+from pipeline.object_storage import Explained, ObjectStorage, explained, is_remote
 
 MANIFEST = "_manifest.json"
 CURRENT = "_current.json"
@@ -94,7 +94,7 @@ class Lake:
         if self.storage is None:
             raise LakeError("a local lake has no object-storage client")
         if self._fs is None:
-            self._fs = _Explained(self.storage.filesystem(), self.url(self.root))
+            self._fs = Explained(self.storage.filesystem(), self.url(self.root))
         return self._fs
 
     def __repr__(self) -> str:
@@ -369,44 +369,6 @@ class Lake:
         self.delete(folder / CURRENT)
         if not self.keep_table_versions:
             self._prune(folder, keep="", files=True)
-
-
-_HINTS = (
-    (("SIGNATURE_DOES_NOT_MATCH", "INVALID_ACCESS_KEY", "ACCESS_DENIED", "AccessDenied",
-      "InvalidAccessKeyId", "SignatureDoesNotMatch"),
-     "the keys were refused: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
-    (("NO_SUCH_BUCKET", "NoSuchBucket"), "the bucket does not exist: create it or fix LAKE_ROOT"),
-    (("onnection refused", "ouldn't connect", "imed out", "Couldn't resolve"),
-     "the server did not answer: check AWS_ENDPOINT_URL (or AWS_REGION) and that it runs"),
-)
-
-
-@contextmanager
-def explained(lake: str) -> Iterator[None]:
-    """Object-storage errors, with what to check; they name variables, never their values."""
-    try:
-        yield
-    except FileNotFoundError:
-        raise
-    except OSError as error:
-        text = str(error)
-        hint = next((h for needles, h in _HINTS if any(n in text for n in needles)), None)
-        raise LakeError(f"the lake {lake}: {text}" + (f" ({hint})" if hint else "")) from error
-
-
-class _Explained:
-    """pyarrow's file system, its errors passed through :func:`explained`."""
-
-    def __init__(self, inner: Any, lake: str) -> None:
-        self.inner, self._lake = inner, lake
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.inner, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with explained(self._lake):
-                return method(*args, **kwargs)
-        return call
 
 
 def read_manifest(folder: Path) -> str | None:

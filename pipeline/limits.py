@@ -269,6 +269,21 @@ class Limiter:
             stop.set()
             self.store.release(lease_id)
 
+    @contextmanager
+    def holding(self, groups: Sequence[str], cost: float = 1.0, *,
+                default_penalty_seconds: float) -> Iterator[Grant]:
+        """Hold a grant for one request; a 429 it raises pauses ``groups`` for everyone, for
+        its Retry-After or ``default_penalty_seconds`` (what the sources' gates share)."""
+        with self.acquire(groups, cost) as grant:
+            try:
+                yield grant
+            except Exception as error:
+                if getattr(error, "status", None) == 429:  # pipeline.http.TransientError
+                    retry_after = getattr(error, "retry_after", None)
+                    wait = retry_after if isinstance(retry_after, int | float) else None
+                    self.penalize(groups, wait or default_penalty_seconds)
+                raise
+
     def penalize(self, groups: Iterable[str], seconds: float) -> None:
         """Pause every user of ``groups`` (a 429's Retry-After): all threads and runs back off."""
         if seconds > 0:

@@ -9,7 +9,8 @@ The keys are read here, at run time, and handed only to the two clients: they ar
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -99,3 +100,42 @@ class ObjectStorage:
                         f"USE_SSL {str(endpoint.scheme == 'https').lower()}"]
         name = "lake_" + "".join(c if c.isalnum() else "_" for c in self.bucket)
         con.execute(f"CREATE OR REPLACE SECRET {name} (TYPE s3, {', '.join(options)})")
+
+
+_HINTS = (
+    (("SIGNATURE_DOES_NOT_MATCH", "INVALID_ACCESS_KEY", "ACCESS_DENIED", "AccessDenied",
+      "InvalidAccessKeyId", "SignatureDoesNotMatch"),
+     "the keys were refused: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
+    (("NO_SUCH_BUCKET", "NoSuchBucket"), "the bucket does not exist: create it or fix LAKE_ROOT"),
+    (("onnection refused", "ouldn't connect", "imed out", "Couldn't resolve"),
+     "the server did not answer: check AWS_ENDPOINT_URL (or AWS_REGION) and that it runs"),
+)
+
+
+@contextmanager
+def explained(lake: str) -> Iterator[None]:
+    """Object-storage errors, with what to check; they name variables, never their values."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        text = str(error)
+        hint = next((h for needles, h in _HINTS if any(n in text for n in needles)), None)
+        raise ObjectStorageError(f"the lake {lake}: {text}"
+                                 + (f" ({hint})" if hint else "")) from error
+
+
+class Explained:
+    """pyarrow's file system, its errors passed through :func:`explained`."""
+
+    def __init__(self, inner: Any, lake: str) -> None:
+        self.inner, self._lake = inner, lake
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with explained(self._lake):
+                return method(*args, **kwargs)
+        return call

@@ -96,16 +96,9 @@ class AmplitudeGate:
 
     @contextmanager
     def __call__(self, endpoint: str, cost: float = 1.0) -> Iterator[Grant]:
-        groups = groups_for(endpoint)
-        with self.limiter.acquire(groups, cost) as grant:
-            try:
-                yield grant
-            except Exception as error:
-                if getattr(error, "status", None) == 429:  # pipeline.http.TransientError
-                    retry_after = getattr(error, "retry_after", None)
-                    wait = retry_after if isinstance(retry_after, int | float) else None
-                    self.limiter.penalize(groups, wait or self.default_penalty_seconds)
-                raise
+        with self.limiter.holding(groups_for(endpoint), cost,
+                                  default_penalty_seconds=self.default_penalty_seconds) as grant:
+            yield grant
 
 
 def overrides_from_json(text: str) -> dict[str, Rule]:

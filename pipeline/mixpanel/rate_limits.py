@@ -61,12 +61,6 @@ class MixpanelGate:
     def __call__(self, endpoint: str, cost: float = 1.0) -> Iterator[Grant]:
         if endpoint != EXPORT_ENDPOINT:
             raise ValueError(f"unknown Mixpanel endpoint kind {endpoint!r}")
-        with self.limiter.acquire(self.group, cost) as grant:
-            try:
-                yield grant
-            except Exception as error:
-                if getattr(error, "status", None) == 429:  # pipeline.http.TransientError
-                    retry_after = getattr(error, "retry_after", None)
-                    wait = retry_after if isinstance(retry_after, int | float) else None
-                    self.limiter.penalize([self.group], wait or self.default_penalty_seconds)
-                raise
+        with self.limiter.holding([self.group], cost,
+                                  default_penalty_seconds=self.default_penalty_seconds) as grant:
+            yield grant
