@@ -204,12 +204,14 @@ class Lake:
         with explained(self.url(self.root)):
             fs.copy_files(str(local), str(path), destination_filesystem=self.fs.inner,
                           chunk_size=8 << 20, use_threads=False)
+        _release_buffers()
 
     def download(self, path: PurePath, local: Path) -> None:
         from pyarrow import fs
         with explained(self.url(self.root)):
             fs.copy_files(str(path), str(local), source_filesystem=self.fs.inner,
                           chunk_size=8 << 20, use_threads=False)
+        _release_buffers()
 
     # ---- work in progress ----
 
@@ -369,6 +371,14 @@ class Lake:
         self.delete(folder / CURRENT)
         if not self.keep_table_versions:
             self._prune(folder, keep="", files=True)
+
+
+def _release_buffers() -> None:
+    """Hand pyarrow's freed transfer buffers back: its allocator keeps them for reuse, and the
+    engine that runs next in the process needs the memory more."""
+    import pyarrow
+
+    pyarrow.default_memory_pool().release_unused()
 
 
 def read_manifest(folder: Path) -> str | None:

@@ -72,7 +72,9 @@ class ObjectStorage:
     def filesystem(self) -> Any:
         from pyarrow import fs  # pyarrow only where the lake is touched (README, Performance)
 
+        # background_writes off: a multipart upload then holds one part in memory, not several
         options: dict[str, Any] = {"region": self.region, "allow_bucket_creation": False,
+                                   "background_writes": False,
                                    "connect_timeout": 10, "request_timeout": 120,
                                    "retry_strategy": fs.AwsStandardS3RetryStrategy(5)}
         if self.key_id:

@@ -43,17 +43,10 @@ EMPTY_HOUR = datetime(2026, 3, 1, 5, tzinfo=UTC)  # the simulator's profile leav
 STAGES = ("download", "land", "normalize", "load")
 
 
-def _ours(url: str, key: str, secret: str, work: Path, ducklake: bool = False) -> dict:
-    """The asset's path. ``ducklake``: the warehouse is a DuckLake catalog (a .ducklake file)
-    that registers the hour's Parquet file; ``BENCH_LAKE_ROOT`` (s3://...) puts the lake on
-    object storage (the AWS_* variables reach it)."""
-    from pipeline.amplitude.export import ExportClient
-    from pipeline.amplitude.hour_parquet import write_hour_parquet
+def _places(work: Path, ducklake: bool):  # -> (lake, warehouse)
     from pipeline.amplitude.landing import AmplitudeLake as Lake
-    from pipeline.amplitude.normalize import EngineLimits
-    from pipeline.hours import ExportWindow
     from pipeline.object_storage import ObjectStorage, is_remote
-    from pipeline.warehouse import LoadRecord, Warehouse
+    from pipeline.warehouse import Warehouse
 
     root = os.environ.get("BENCH_LAKE_ROOT") or str(work / "lake")
     if is_remote(root):
@@ -64,10 +57,30 @@ def _ours(url: str, key: str, secret: str, work: Path, ducklake: bool = False) -
     warehouse = Warehouse(work / "warehouse.duckdb", object_storage=storage,
                           catalog=str(work / "meta.ducklake") if ducklake else None,
                           data_path=f"{root}/ducklake" if ducklake else None)
+    return lake, warehouse
+
+
+def _create_warehouse(work: Path, ducklake: bool) -> None:
+    """The warehouse exists before an hour is loaded: its migrations are not the hour's. They
+    run in a process of their own, so the measured one's peak RSS is the hour's alone."""
+    subprocess.run([sys.executable, __file__, "child", "create", str(work),
+                    "ducklake" if ducklake else "file"], check=True)
+
+
+def _ours(url: str, key: str, secret: str, work: Path, ducklake: bool = False) -> dict:
+    """The asset's path. ``ducklake``: the warehouse is a DuckLake catalog (a .ducklake file)
+    that registers the hour's Parquet file; ``BENCH_LAKE_ROOT`` (s3://...) puts the lake on
+    object storage (the AWS_* variables reach it)."""
+    from pipeline.amplitude.export import ExportClient
+    from pipeline.amplitude.hour_parquet import write_hour_parquet
+    from pipeline.amplitude.normalize import EngineLimits
+    from pipeline.hours import ExportWindow
+    from pipeline.warehouse import LoadRecord
+
+    _create_warehouse(work, ducklake)
+    lake, warehouse = _places(work, ducklake)
     window = ExportWindow(HOUR, HOUR)
     times: dict[str, float] = {}
-    with warehouse.connect():
-        pass  # the warehouse exists before an hour is loaded: its migrations are not the hour's
     with lake.scratch() as scratch, ExportClient(url, key, secret) as client:
         began = time.perf_counter()
         download = client.download(window, scratch / "export.zip", splittable=False)
@@ -238,6 +251,9 @@ KINDS = ("ours", "ducklake", *REFERENCES)
 
 def child(argv: list[str]) -> None:
     kind, work = argv[0], Path(argv[1])
+    if kind == "create":
+        with _places(work, argv[2] == "ducklake")[1].connect():
+            return
     if kind == "ducklake":
         result = _ours(argv[2], argv[3], argv[4], work, ducklake=True)
     elif kind in ("ours", "profile"):
