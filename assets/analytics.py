@@ -131,8 +131,9 @@ def prepare_manifest(project_dir: Path = PROJECT_DIR, *, dbt_vars: str = "{}",
 
 
 class OfflineDbtCliResource(DbtCliResource):
-    """dagster-dbt learns the dbt version by running ``dbt --version``, which asks pypi.org for
-    the latest release (dbt/version.py) at every invocation; the installed one is all it needs."""
+    """dagster-dbt learns the dbt version by running ``dbt --version``, which asks the package
+    index for the latest release (dbt/version.py) at every invocation; the installed one is all
+    it needs."""
 
     @cached_property
     def _cli_version(self) -> version.Version:
