@@ -142,6 +142,8 @@ def build_event_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDef
         context: dg.AssetExecutionContext, lake: LakeResource
     ) -> dg.MaterializeResult:
         store, hours = lake.lake(), run_hours(context)
+        for table in ("events", "rejects"):  # superseded versions past their grace period
+            store.tidy_tables("amplitude", table)
         refusals = Refusals(store)
         refused: list[str] = []
         for hour in hours:

@@ -331,6 +331,30 @@ class Lake:
 
     # ---- table files ----
 
+    def tidy_tables(self, source: str, table: str) -> int:
+        """Delete a table's superseded file versions past their grace period, in every
+        partition, so one re-normalized once does not keep its old file until the next; a
+        catalog that registered the files deletes its own. Returns the partitions looked at."""
+        if not self.versioned_tables or self.keep_table_versions:
+            return 0
+        base, stem = self.root / source / table, self._stem(table)
+        if self.storage is None:
+            found: list[PurePath] = list(Path(base).glob(f"**/{stem}-v*.parquet"))
+        else:
+            from pyarrow import fs
+            found = [PurePosixPath(i.path) for i in self.fs.get_file_info(fs.FileSelector(
+                str(base), recursive=True, allow_not_found=True))
+                if PurePosixPath(i.path).name.startswith(f"{stem}-v")]
+        folders = {p.parent for p in found}
+        for folder in sorted(folders, key=str):
+            text = self.read_text(folder / CURRENT)
+            try:
+                keep = str(json.loads(text)["version"]) if text else ""
+            except (ValueError, KeyError, TypeError):
+                continue
+            self._prune(folder, keep=keep, files=True)
+        return len(folders)
+
     @contextmanager
     def staged_table_file(self, source: str, table: str, partition: str) -> Iterator[Path]:
         """A local path to write the partition's new Parquet file to; on success it becomes the

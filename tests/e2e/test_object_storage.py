@@ -99,6 +99,10 @@ def test_superseded_versions_go_once_their_grace_period_has_passed(s3_project):
              if o.startswith(f"amplitude/events/{hour_partition(BUSY)}/events-")}
     # the first file was superseded long enough ago; the one just superseded waits its turn
     assert files == {before.name, lake.events_file(BUSY).name}
+    time.sleep(0.2)
+    assert lake.tidy_tables("amplitude", "events") == 1  # without waiting for a re-normalize
+    assert {o.rsplit("/", 1)[1] for o in objects(s3_project) if o.startswith(
+        f"amplitude/events/{hour_partition(BUSY)}/events-")} == {lake.events_file(BUSY).name}
 
 
 def test_a_wrong_key_fails_clearly_and_never_shows_the_secret(s3_project, monkeypatch):
