@@ -60,6 +60,7 @@ def build_cohort_member_assets(partitions: dg.PartitionsDefinition, *,
                        warehouse: WarehouseResource) -> dg.MaterializeResult:
         store, target = lake.lake(), warehouse.warehouse()
         snaps = Snapshots(store, "amplitude")
+        store.tidy_tables("amplitude", members.TABLE)  # superseded versions past their grace
         selection = members.Selection(
             tuple(settings.cohort_ids if config.cohort_ids is None else config.cohort_ids),
             settings.cohort_max_size if config.max_size is None else config.max_size,

@@ -136,6 +136,7 @@ def _records_asset(spec: RecordsSnapshot, partitions: dg.PartitionsDefinition
     def snapshot(context: dg.AssetExecutionContext, amplitude: AmplitudeExportResource,
                  lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
         snaps = Snapshots(lake.lake(), "amplitude")
+        snaps.lake.tidy_tables("amplitude", spec.key)  # superseded versions past their grace
         days = run_days(context)
         checks = DayChecks(context, spec.key, len(days))
         for day in days:
@@ -170,6 +171,7 @@ def _daily_counts_asset(partitions: dg.PartitionsDefinition, timezone: str,
     def daily_counts(context: dg.AssetExecutionContext, amplitude: AmplitudeExportResource,
                      lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
         snaps = Snapshots(lake.lake(), "amplitude")
+        snaps.lake.tidy_tables("amplitude", "daily_counts")
         run = run_days(context)
         checks = DayChecks(context, "daily_counts", len(run))
         for day in run:
