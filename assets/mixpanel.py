@@ -137,6 +137,7 @@ def build_mixpanel_assets(partitions: dg.PartitionsDefinition,
     def events_parquet(context: dg.AssetExecutionContext,
                        lake: LakeResource) -> dg.MaterializeResult:
         store = lake.lake()
+        store.tidy_tables("mixpanel", "events")  # superseded versions past their grace
         limits = EngineLimits(lake.normalize_threads, lake.normalize_memory_limit)
         with store.scratch() as scratch:
             try:
