@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pipeline.environment import SettingsError, whole_number
 from pipeline.hours import parse_setting_hour
 from pipeline.mixpanel.settings import CREDENTIALS as MIXPANEL_CREDENTIALS
 
@@ -29,10 +30,6 @@ CREDENTIALS = ("AMPLITUDE_API_KEY", "AMPLITUDE_SECRET_KEY", "ALERT_WEBHOOK_URL",
 MAX_EXPORT_HOURS = 365 * 24  # the longest range one export request may span
 
 
-class SettingsError(ValueError):
-    pass
-
-
 def export_base_url(region: str, base_url: str | None = None) -> str:
     """``AMPLITUDE_BASE_URL`` wins; otherwise the region picks Amplitude's host."""
     if base_url:
@@ -47,18 +44,7 @@ def export_base_url(region: str, base_url: str | None = None) -> str:
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int,
          maximum: int | None = None) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
-    if value < minimum:
-        raise SettingsError(f"{name}={value} must be at least {minimum}")
-    if maximum is not None and value > maximum:
-        raise SettingsError(f"{name}={value} must be at most {maximum}")
-    return value
+    return whole_number(env, name, default, minimum, maximum)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pipeline.environment import SettingsError, whole_number
 from pipeline.http import Credentials
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ TIMESTAMPS_HELP = (
 )
 
 
-class MixpanelSettingsError(ValueError):
+class MixpanelSettingsError(SettingsError):
     pass
 
 
@@ -163,16 +164,7 @@ def _auth(env: Mapping[str, str]) -> tuple[str, str, str | None, str | None]:
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise MixpanelSettingsError(f"{name}={raw!r} is not a whole number") from None
-    if not minimum <= value <= maximum:
-        raise MixpanelSettingsError(f"{name}={value} must lie between {minimum} and {maximum}")
-    return value
+    return whole_number(env, name, default, minimum, maximum, error=MixpanelSettingsError)
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:

@@ -37,6 +37,8 @@ def pids_of(name: str) -> list[int]:
 
 
 def test_seaweed_s3_writes_reads_and_refuses_a_wrong_key(seaweed_s3: SeaweedS3) -> None:
+    """The fixture (tests/servers/seaweed.py) starts ``weed mini`` with -ip.bind=127.0.0.1 and
+    -master.telemetry=false; this proves no listener of it is elsewhere."""
     from pyarrow import fs
 
     path = f"{seaweed_s3.bucket}/{uuid.uuid4().hex}/hello.txt"
