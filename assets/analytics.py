@@ -23,7 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -38,9 +38,10 @@ from dagster_dbt import (
 )
 from packaging import version
 
-from assets.events import OWNERS, WAREHOUSE_POOL
+from assets.namespace import OWNERS, WAREHOUSE_POOL
 from pipeline import engine
-from pipeline.settings import CREDENTIALS, Settings
+from pipeline.configuration import credentials
+from pipeline.source import Project
 from pipeline.warehouse import Warehouse
 from resources import WarehouseResource
 
@@ -115,7 +116,7 @@ def prepare_manifest(project_dir: Path = PROJECT_DIR, *, dbt_vars: str = "{}",
             [dbt_executable(), "parse", "--quiet", "--no-use-colors", "--vars", dbt_vars,
              "--project-dir", str(project_dir), "--profiles-dir", str(project_dir)],
             cwd=project_dir, capture_output=True, text=True, check=False, timeout=300,
-            env={**{k: v for k, v in os.environ.items() if k not in CREDENTIALS}, **DBT_ENV,
+            env={**{k: v for k, v in os.environ.items() if k not in credentials()}, **DBT_ENV,
                  "DBT_TARGET_PATH": str(scratch), "DBT_LOG_PATH": str(scratch)})
         if done.returncode != 0 or not (scratch / "manifest.json").exists():
             raise RuntimeError(f"dbt parse of {project_dir} failed ({done.returncode}): "
@@ -141,13 +142,21 @@ class OfflineDbtCliResource(DbtCliResource):
 
 
 class AnalyticsTranslator(DagsterDbtTranslator):
-    """Models are ``analytics/<name>`` in group ``analytics``; sources keep the asset key their
-    ``meta.dagster.asset_key`` names (the pipeline's own assets)."""
+    """Models are ``analytics/<name>`` in group ``analytics``. A source's
+    ``meta.dagster.asset_key`` names a source's asset (``[amplitude, events]``): it becomes that
+    asset of the source's first project, and :func:`with_every_project` adds the others'."""
+
+    def __init__(self, settings: DagsterDbtTranslatorSettings,
+                 namespaces: dict[str, list[str]]) -> None:
+        super().__init__(settings)
+        self.namespaces = namespaces
 
     def get_asset_key(self, dbt_resource_props: Any) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "model":
             return dg.AssetKey([GROUP, dbt_resource_props["name"]])
-        return super().get_asset_key(dbt_resource_props)
+        key = super().get_asset_key(dbt_resource_props)
+        first = self.namespaces.get(key.path[0])
+        return dg.AssetKey([first[0], *key.path[1:]]) if first else key
 
     def get_group_name(self, dbt_resource_props: Any) -> str | None:
         return GROUP if dbt_resource_props["resource_type"] == "model" else None
@@ -198,14 +207,39 @@ def _prune_invocations(target: Path, op_name: str) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def build_analytics_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+def with_every_project(assets: dg.AssetsDefinition,
+                       namespaces: dict[str, list[str]]) -> dg.AssetsDefinition:
+    """Each model that reads a source's asset of its first project reads every project's."""
+    firsts = {ns[0]: ns[1:] for ns in namespaces.values()}
+
+    def more(spec: dg.AssetSpec) -> dg.AssetSpec:
+        extra = [dg.AssetKey([other, *dep.asset_key.path[1:]]) for dep in spec.deps
+                 for other in firsts.get(dep.asset_key.path[0], [])]
+        return spec.merge_attributes(deps=extra) if extra else spec
+
+    return assets.map_asset_specs(more)
+
+
+def build_analytics_assets(projects: Sequence[Project],
+                           secrets: Sequence[str] = ()) -> list[dg.AssetsDefinition]:
+    """The models of the sources the deployment has, over every project of each; dbt runs
+    without ``secrets`` (every credential variable) in its environment."""
+    hidden = credentials(secrets)
+    namespaces: dict[str, list[str]] = {}
+    for p in projects:
+        namespaces.setdefault(p.source, []).append(p.namespace)
+    if not namespaces:
+        return []
     project = DbtProject(project_dir=PROJECT_DIR, profiles_dir=PROJECT_DIR)
-    dbt_vars = json.dumps({"project_timezone": settings.project_timezone})
+    zone = next((p.timezone for p in projects if p.source == "amplitude"), "UTC")
+    dbt_vars = json.dumps({"project_timezone": zone})
     manifest = prepare_manifest(project.project_dir, dbt_vars=dbt_vars)
     # every dbt test an asset check (dagster-dbt's default, stated)
-    translator = AnalyticsTranslator(DagsterDbtTranslatorSettings(enable_asset_checks=True))
+    translator = AnalyticsTranslator(DagsterDbtTranslatorSettings(enable_asset_checks=True),
+                                     namespaces)
+    select = " ".join(f"tag:{name}" for name in sorted(namespaces))
 
-    @dbt_assets(manifest=manifest, project=project, name="analytics",
+    @dbt_assets(manifest=manifest, project=project, name="analytics", select=select,
                 dagster_dbt_translator=translator, pool=WAREHOUSE_POOL)
     def analytics(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         # The pipeline's tables must exist before a view can read them: opening the warehouse
@@ -218,17 +252,15 @@ def build_analytics_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         _prune_invocations(project.project_dir / "target", "analytics")
         dbt = OfflineDbtCliResource(project_dir=str(project.project_dir),
                                     dbt_executable=dbt_executable())
-        # dbt needs no credential: none is in its environment (pipeline.settings.CREDENTIALS)
-        # (but the catalog and its password, should CREDENTIALS name them, are what it needs)
+        # dbt needs no credential: none is in its environment (pipeline.credentials)
+        # (but the catalog and its password, should they be listed, are what it needs)
         env = {**DBT_ENV, **warehouse_env(target)}
-        with _environ(env, unset=tuple(name for name in CREDENTIALS if name not in env)):
+        with _environ(env, unset=tuple(name for name in hidden if name not in env)):
             invocation = dbt.cli(["build", "--vars", dbt_vars], context=context)
         yield from invocation.stream()
 
-    return [analytics]
+    return [with_every_project(analytics, namespaces)]
 
 
 if __name__ == "__main__":  # python -m assets.analytics [--force]
-    zone = Settings.from_env().project_timezone
-    print(prepare_manifest(dbt_vars=json.dumps({"project_timezone": zone}),
-                           force="--force" in sys.argv[1:]))
+    print(prepare_manifest(force="--force" in sys.argv[1:]))

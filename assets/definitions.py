@@ -1,83 +1,79 @@
-"""The code location: ``defs`` built from the environment (see README, Configuration)."""
+"""The code location: every project (from the environment and from ``assets/projects/*.yaml``)
+and what they share: the lake, the warehouse, the analysts' models, alerts and the executor.
+
+Settings are read once, here (``pipeline/settings.py``); docs/configuration.md lists them.
+"""
 
 from __future__ import annotations
 
-import os
+import importlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
+from assets import components
 from assets.alerts import ALERT_SENSORS
 from assets.analytics import build_analytics_assets
-from assets.cohort_members import build_cohort_member_assets
-from assets.distributed import executor_from_env
-from assets.events import build_event_assets
+from assets.components import Declared, SourceProject, environment_projects, project_defs
+from assets.distributed import executor_for
 from assets.executor import crash_safe_in_process_executor
-from assets.freshness import amplitude_freshness, build_freshness, freshness_schedule
-from assets.mixpanel_defs import settings_from_env as mixpanel_settings
-from assets.mixpanel_defs import with_mixpanel
-from assets.partitions import upload_hour_partitions
-from assets.reconciliation import amplitude_reconcile, build_reconciliation, reconcile_schedule
-from assets.schedules import (
-    amplitude_hourly,
-    amplitude_late_data,
-    hourly_schedule,
-    late_data_schedule,
-    snapshots_daily,
-    snapshots_schedule,
-)
-from assets.snapshots import build_snapshot_assets, snapshot_days
-from pipeline.mixpanel.settings import MixpanelSettings
-from pipeline.settings import Settings
-from resources import AmplitudeExportResource, LakeResource, WarehouseResource
+from pipeline.settings import SharedSettings
+from resources import LakeResource, WarehouseResource
+from resources.storage import WarehouseProject
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFS_MODULE = "assets.projects"  # [tool.dg.project] defs_module
 
 
-def build_defs(settings: Settings, mixpanel: MixpanelSettings | None = None) -> dg.Definitions:
-    """``mixpanel``: the Mixpanel source's settings, None when it is not configured."""
-    partitions = upload_hour_partitions(settings.start, settings.lag_hours)
-    days = snapshot_days(settings.start.date())
-    return with_mixpanel(mixpanel, settings, dg.Definitions(
-        assets=[*build_event_assets(partitions),
-                *build_snapshot_assets(days, timezone=settings.project_timezone,
-                                       counts_days=settings.counts_days),
-                *build_cohort_member_assets(days, settings=settings),
-                *build_analytics_assets(settings)],
-        # A run's steps depend on each other, so separate step processes buy no parallelism and
-        # cost each step a fresh interpreter that imports Dagster and the code location again:
-        # 1.5-1.9 s and about 170 MB apiece (scripts/bench.py --dagster). Pools still apply.
-        # reaps dead runs, bounds pool waits; DAGSTER_EXECUTOR=dask: docs/scaling.md
-        executor=executor_from_env(os.environ) or crash_safe_in_process_executor,
-        sensors=[*ALERT_SENSORS],  # post to ALERT_WEBHOOK_URL (docs/alerts.md)
-        asset_checks=[build_freshness(settings.lag_hours),
-                      build_reconciliation(settings.project_timezone,
-                                           settings.reconcile_settle_hours,
-                                           settings.reconcile_tolerance)],
-        jobs=[amplitude_hourly, amplitude_late_data, snapshots_daily, amplitude_freshness,
-              amplitude_reconcile],
-        schedules=[hourly_schedule(amplitude_hourly), late_data_schedule(settings.settle_hours),
-                   snapshots_schedule, freshness_schedule, reconcile_schedule],
-        resources={
-            "amplitude": AmplitudeExportResource(
-                api_key=dg.EnvVar("AMPLITUDE_API_KEY"),
-                secret_key=dg.EnvVar("AMPLITUDE_SECRET_KEY"),
-                region=settings.region,
-                base_url=settings.base_url,
-                lag_hours=settings.lag_hours,
-                max_window_hours=settings.max_window_hours,
-                limits_path=str(settings.limits_path),
-                limits_dsn=dg.EnvVar("LIMITS_DSN") if settings.limits_dsn else None,
-                rate_limits=settings.rate_limits,
-                refetch_after_hours=settings.refetch_after_hours,
-            ),
-            "lake": LakeResource(root=settings.lake_root, rejects=settings.rejects,
-                                 catalog_registers_files=settings.warehouse_catalog is not None),
-            "warehouse": WarehouseResource(
-                path=str(settings.warehouse_path),
-                catalog=(dg.EnvVar("WAREHOUSE_CATALOG") if settings.warehouse_catalog
-                         else None),
-                data_path=settings.warehouse_data_path, lake_root=settings.lake_root,
-                lock_timeout_seconds=settings.warehouse_lock_timeout_seconds),
-        },
-    ))
+def yaml_projects(defs_module: str = DEFS_MODULE,
+                  root: Path = ROOT) -> tuple[dg.ComponentTree, list[SourceProject]]:
+    tree = dg.ComponentTree.from_module(importlib.import_module(defs_module), root)
+    return tree, tree.get_all_components(of_type=SourceProject)
 
 
-defs = build_defs(Settings.from_env(), mixpanel_settings())
+def shared_resources(shared: SharedSettings, projects: Sequence[Declared]) -> dict[str, Any]:
+    """The lake and the warehouse every project writes to; secrets through ``EnvVar``."""
+    catalog: Any = dg.EnvVar("WAREHOUSE_CATALOG") if shared.warehouse_catalog else None
+    return {
+        "lake": LakeResource(root=shared.lake_root,
+                             catalog_registers_files=shared.warehouse_catalog is not None),
+        "warehouse": WarehouseResource(
+            path=shared.warehouse_path, catalog=catalog, data_path=shared.warehouse_data,
+            lake_root=shared.lake_root,
+            lock_timeout_seconds=shared.warehouse_lock_timeout_seconds,
+            projects=[WarehouseProject(source=d.project.source, name=d.project.name,
+                                       timezone=d.project.timezone) for d in projects]),
+    }
+
+
+def build_defs(env: Mapping[str, str] | None = None, *,
+               defs_module: str = DEFS_MODULE) -> dg.Definitions:
+    """The definitions for ``env`` (default: the process's environment) and the YAML projects
+    under ``defs_module``."""
+    token = components.ENVIRONMENT.set(env)
+    try:
+        shared = SharedSettings.from_env(env)
+        from_env = environment_projects(components.environment())
+        tree, from_yaml = yaml_projects(defs_module)
+        declared = [*from_env, *(c.declared("a YAML project") for c in from_yaml)]
+        return dg.Definitions.merge(
+            *(project_defs(d, shared) for d in from_env),
+            tree.build_defs(),  # each YAML project (its component checks for a clash)
+            dg.Definitions(
+                assets=build_analytics_assets([d.project for d in declared],
+                                              [n for d in declared for n in d.credentials]),
+                sensors=[*ALERT_SENSORS],  # post to ALERT_WEBHOOK_URL (docs/alerts.md)
+                # A run's steps depend on each other, so separate step processes buy no
+                # parallelism and cost each step a fresh interpreter that imports Dagster and
+                # the code location again: 1.5-1.9 s and about 170 MB apiece.
+                executor=executor_for(shared) or crash_safe_in_process_executor.configured(
+                    {"pool_wait_seconds": float(shared.pool_wait_seconds)},
+                    name="crash_safe_in_process"),
+                resources=shared_resources(shared, declared)))
+    finally:
+        components.ENVIRONMENT.reset(token)
+
+
+defs = build_defs()

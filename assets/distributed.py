@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import dagster as dg
@@ -39,6 +39,7 @@ from dagster._core.execution.retries import RetryMode
 from dagster._utils import iterate_with_context
 
 from assets.executor import _PoolWait, pool_wait_seconds
+from pipeline.settings import SharedSettings
 
 EXECUTOR_ENV = "DAGSTER_EXECUTOR"
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
@@ -162,19 +163,16 @@ def dask_existing_cluster_executor(init_context: dg.InitExecutorContext) -> dg.E
         pool_wait_seconds(config.get("pool_wait_seconds")))  # type: ignore[arg-type]
 
 
-def executor_from_env(env: Mapping[str, str]) -> dg.ExecutorDefinition | None:
+def executor_for(shared: SharedSettings) -> dg.ExecutorDefinition | None:
     """The Dask executor on the scheduler at ``DASK_SCHEDULER_ADDRESS`` when
-    ``DAGSTER_EXECUTOR=dask``; None (keep the default) when ``DAGSTER_EXECUTOR`` is unset or
-    ``in_process``. Anything else is a typo that would silently run on one machine, so it fails."""
-    choice = (env.get(EXECUTOR_ENV) or "").strip().lower()
-    if choice in ("", "in_process", "default"):
+    ``DAGSTER_EXECUTOR=dask``; None (keep the default) otherwise (a typo in the choice fails in
+    ``SharedSettings``, as it would silently run on one machine)."""
+    if shared.dagster_executor != "dask":
         return None
-    if choice != "dask":
-        raise ValueError(f"{EXECUTOR_ENV}={env.get(EXECUTOR_ENV)!r}: expected 'dask' or unset")
-    address = (env.get(SCHEDULER_ENV) or "").strip()
+    address = (shared.dask_scheduler_address or "").strip()
     if not address.startswith(_SCHEMES):
         raise ValueError(f"{EXECUTOR_ENV}=dask needs {SCHEDULER_ENV}=tcp://HOST:PORT (the Dask "
                          f"scheduler's address), got {address or 'nothing'!r}")
     configured: dg.ExecutorDefinition = dask_existing_cluster_executor.configured(
-        {"address": address}, name="dask")
+        {"address": address, "pool_wait_seconds": shared.pool_wait_seconds}, name="dask")
     return configured

@@ -53,6 +53,8 @@ from dagster._core.execution.step_dependency_config import (
 from dagster._core.executor.in_process import InProcessExecutor
 from dagster._utils.error import serializable_error_info_from_exc_info
 
+from pipeline.settings import SharedSettings
+
 POOL_WAIT_ENV = "POOL_WAIT_SECONDS"
 DEFAULT_POOL_WAIT_SECONDS = 300.0
 # Between two looks at a pool while waiting for it: Dagster's own back-off, capped, so a slot
@@ -346,17 +348,13 @@ class _PoolWait(InstanceConcurrencyContext):
 # ---- the executor ------------------------------------------------------------------------------
 
 def pool_wait_seconds(configured: float | None = None,
-                      environ: Mapping[str, str] = os.environ) -> float:
-    raw: object = configured if configured is not None else environ.get(POOL_WAIT_ENV)
-    if raw is None or raw == "":
-        return DEFAULT_POOL_WAIT_SECONDS
-    try:
-        seconds = float(raw)  # type: ignore[arg-type]
-    except ValueError:
-        raise ValueError(f"{POOL_WAIT_ENV}={raw!r} is not a number of seconds") from None
-    if not seconds > 0:
-        raise ValueError(f"the pool wait bound must be more than 0 seconds, not {raw!r}")
-    return seconds
+                      environ: Mapping[str, str] | None = None) -> float:
+    """The executor config's bound, else ``POOL_WAIT_SECONDS`` (``SharedSettings``)."""
+    if configured is not None:
+        if not configured > 0:
+            raise ValueError(f"the pool wait bound must be more than 0 seconds, not {configured}")
+        return float(configured)
+    return SharedSettings.from_env(environ).pool_wait_seconds
 
 
 class CrashSafeInProcessExecutor(InProcessExecutor):

@@ -11,6 +11,7 @@ import importlib.metadata
 import importlib.util
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -117,3 +118,21 @@ def connect(database: str = ":memory:", *, read_only: bool = False, config: Conf
         raise
     return con
 
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    """What one engine doing a source's heavy work (normalize, cohort files) may take."""
+
+    threads: int = 2
+    memory_limit: str = "384MB"
+
+
+def work_engine(limits: EngineLimits, spill: Path) -> Connection:
+    """An in-memory engine for file-to-file work, in UTC; ``spill`` is where it may page out
+    (it would use ``./.tmp``). Insertion order is not kept: it costs memory and no file here
+    depends on it."""
+    con = connect(config={"threads": limits.threads, "memory_limit": limits.memory_limit,
+                          "preserve_insertion_order": False, "temp_directory": str(spill)})
+    con.execute("SET TimeZone = 'UTC'")  # ICU loads lazily; as a connect option it fails
+    return con

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path, PurePath, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 from duckdb import DuckDBPyConnection as Connection
 
@@ -47,6 +47,9 @@ CURRENT = "_current.json"
 
 class LakeError(RuntimeError):
     pass
+
+
+L = TypeVar("L", bound="Lake")
 
 
 def hour_partition(upload_hour: datetime) -> str:
@@ -75,6 +78,7 @@ class Lake:
     def __init__(self, root: str | os.PathLike[str], *, superseded_grace_seconds: float = 6 * 3600,
                  versioned_tables: bool = False, keep_table_versions: bool = False,
                  storage: ObjectStorage | None = None, scratch_root: Path | None = None) -> None:
+        self._root_given = root
         self.storage = storage or (ObjectStorage.from_root(str(root)) if is_remote(root) else None)
         self.root: PurePath = (PurePosixPath(self.storage.root) if self.storage is not None
                                else Path(root))
@@ -83,6 +87,14 @@ class Lake:
         self.keep_table_versions = keep_table_versions
         self._scratch_root = scratch_root
         self._fs: Any = None
+
+    def share(self, kind: type[L], **extra: Any) -> L:
+        """This lake (the same storage, names and grace period) as ``kind``: a source's view of
+        it, with its own places in it."""
+        return kind(self._root_given, superseded_grace_seconds=self.superseded_grace_seconds,
+                    versioned_tables=self.versioned_tables,
+                    keep_table_versions=self.keep_table_versions, storage=self.storage,
+                    scratch_root=self._scratch_root, **extra)
 
     @property
     def remote(self) -> bool:
@@ -188,7 +200,7 @@ class Lake:
         with contextlib.suppress(FileNotFoundError):
             self.fs.delete_dir(str(path))
 
-    def _names(self, folder: PurePath) -> list[str]:
+    def names(self, folder: PurePath) -> list[str]:
         """The entries directly in ``folder`` (none if it does not exist)."""
         if self.storage is None:
             try:
@@ -277,7 +289,7 @@ class Lake:
     def _prune(self, folder: PurePath, keep: str, *, files: bool = False) -> None:
         """Drop versions no reader can still be using: those superseded, and those abandoned
         unfinished (newer than ``keep``), longer ago than the grace period."""
-        names = [n for n in self._names(folder) if n.startswith("v") or
+        names = [n for n in self.names(folder) if n.startswith("v") or
                  (files and "-v" in n and n.endswith(".parquet"))]
         version_of = {n: n if not files else "v" + n.rsplit("-v", 1)[1].removesuffix(".parquet")
                       for n in names}

@@ -16,14 +16,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from duckdb import DuckDBPyConnection as Connection
+from pydantic import SecretStr
 
 from pipeline import engine, sql
+from pipeline.settings import SharedSettings
 
 SCHEME = "s3://"
 
 
 class ObjectStorageError(RuntimeError):
     pass
+
+
+def _value(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
 
 
 def is_remote(root: str | os.PathLike[str]) -> bool:
@@ -42,22 +48,23 @@ class ObjectStorage:
 
     @classmethod
     def from_root(cls, root: str, env: Mapping[str, str] | None = None) -> ObjectStorage:
-        env = os.environ if env is None else env
+        """The lake's bucket, with the credentials of the standard AWS variables
+        (``SharedSettings``) in ``env`` (default: the process's)."""
+        aws = SharedSettings.from_env(env)
         parts = urlsplit(root)
         if parts.scheme != "s3" or not parts.netloc:
             raise ObjectStorageError(f"LAKE_ROOT={root!r} is not of the form s3://bucket/prefix")
-        endpoint = (env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or "").strip()
+        endpoint = (aws.aws_endpoint_url_s3 or aws.aws_endpoint_url or "").strip()
         if endpoint and urlsplit(endpoint).scheme not in ("http", "https"):
             raise ObjectStorageError(
                 "AWS_ENDPOINT_URL must start with http:// or https:// (for example "
                 "http://127.0.0.1:8333)")
         return cls(
             bucket=parts.netloc, prefix=parts.path.strip("/"),
-            region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1").strip(),
+            region=(aws.aws_region or aws.aws_default_region or "us-east-1").strip(),
             endpoint_url=endpoint.rstrip("/") or None,
-            key_id=env.get("AWS_ACCESS_KEY_ID") or None,
-            secret=env.get("AWS_SECRET_ACCESS_KEY") or None,
-            session_token=env.get("AWS_SESSION_TOKEN") or None,
+            key_id=_value(aws.aws_access_key_id), secret=_value(aws.aws_secret_access_key),
+            session_token=_value(aws.aws_session_token),
         )
 
     @property

@@ -1,12 +1,13 @@
 """Rebuild the DuckDB warehouse from the Parquet lake: ``python -m pipeline.rebuild``.
 
-The lake holds every loaded hour as a typed Parquet file, so the warehouse can always be rebuilt
-from it: after a DuckDB downgrade left a file that this DuckDB cannot read, or after damage. The
-new file is built beside the old one and swapped in only when every hour has loaded, so a failed
-rebuild leaves the old file where it was; the old file is moved to ``<path>.old-<time>`` and
-never deleted. Each hour goes through ``Warehouse.replace_hour`` with the ledger row that the
-asset writes (from the hour's landing manifest), so a rebuilt warehouse equals a loaded one.
-No Dagster here: the command must work when the code location cannot load.
+The lake holds every loaded partition as a typed Parquet file, so the warehouse can always be
+rebuilt from it: after a DuckDB downgrade left a file that this DuckDB cannot read, or after
+damage. Every project the lake holds is rebuilt (``pipeline.source.projects_in_lake``), each
+partition through its source's own load with the ledger row a load writes (from the partition's
+landing manifest), so a rebuilt warehouse equals a loaded one. The new file is built beside the
+old one and swapped in only when every partition has loaded, so a failed rebuild leaves the old
+file where it was; the old file is moved to ``<path>.old-<time>`` and never deleted. No Dagster
+here: the command must work when the code location cannot load.
 
     python -m pipeline.rebuild --warehouse data/warehouse.duckdb --lake data/lake [--yes]
 """
@@ -21,18 +22,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
 
-from pipeline.amplitude.landing import AmplitudeLake as Lake
-from pipeline.amplitude.rejects import rejects_for
-from pipeline.lake import MANIFEST, LakeError
+from pipeline.lake import Lake, LakeError
 from pipeline.object_storage import is_remote
-from pipeline.warehouse import LoadRecord, Warehouse, WarehouseError
-
-REBUILT_WINDOW = "rebuilt"  # request_window of a ledger row whose landing manifest is gone
+from pipeline.source import Partition, Project, projects_in_lake, source
+from pipeline.warehouse import Warehouse, WarehouseError
 
 
 class RebuildError(RuntimeError):
@@ -41,44 +39,16 @@ class RebuildError(RuntimeError):
 
 @dataclass(frozen=True)
 class RebuildResult:
-    hours: int
+    partitions: int  # loaded, every project's
     rows: int
     seconds: float
     moved_to: Path | None  # where the previous file went, if there was one
-    unloaded: int  # landed hours without a Parquet file, not in the warehouse
+    unloaded: int  # landed partitions without a Parquet file, not in the warehouse
 
 
-def lake_hours(lake: Lake) -> list[datetime]:
-    """Every upload hour with a Parquet file in the lake (``Lake.events_file``), oldest first."""
-    hours = []
-    for path in sorted((lake.local(lake.root) / "amplitude" / "events").glob(
-            "upload_date=*/upload_hour=*/events.parquet")):
-        try:
-            hour = datetime.strptime(f"{path.parent.parent.name} {path.parent.name}",
-                                     "upload_date=%Y-%m-%d upload_hour=%H").replace(tzinfo=UTC)
-        except ValueError:
-            raise RebuildError(f"{path} is not where the lake keeps an hour's file "
-                               "(upload_date=YYYY-MM-DD/upload_hour=HH); move it away") from None
-        if lake.events_file(hour) != path:
-            raise RebuildError(f"{path} is not where the lake keeps an hour's file; move it away")
-        hours.append(hour)
-    return hours
-
-
-def record_for(lake: Lake, hour: datetime) -> LoadRecord:
-    """The ledger row the asset would write; zeros when the landing manifest is gone."""
-    try:
-        return LoadRecord.from_landing(lake.landed(hour))
-    except LakeError:
-        return LoadRecord(upload_hour=hour, archive_members=0, bytes_downloaded=0,
-                          request_window=REBUILT_WINDOW, window_requests=0, fetch_seconds=0.0)
-
-
-def _unloaded(lake: Lake, hours: Sequence[datetime]) -> int:
-    landed = (lake.local(lake.root) / "landing" / "amplitude" / "export").glob(
-        f"upload_date=*/upload_hour=*/{MANIFEST}")
-    return sum(1 for _ in landed) - sum(1 for h in hours if
-                                         lake.exists(lake.landing_dir(h) / MANIFEST))
+def _unloaded(lake: Lake, project: Project, loaded: Sequence[Partition]) -> int:
+    """Landed partitions of the project that had no Parquet file."""
+    return len(set(source(project.source).landed_partitions(lake, project)) - set(loaded))
 
 
 def _companions(path: Path) -> Iterator[Path]:
@@ -115,20 +85,6 @@ def _discard(path: Path) -> None:
         companion.unlink(missing_ok=True)
 
 
-def _load(warehouse: Warehouse, con: duckdb.DuckDBPyConnection, lake: Lake, hour: datetime,
-          path: Path) -> int:
-    place, record = lake.events_file(hour), record_for(lake, hour)
-    assert place is not None  # lake_hours() found it
-    parquet = lake.url(place)
-    version = record.landing_version
-    quarantined = rejects_for(lake, hour, version) if version else None
-    try:
-        return warehouse.replace_hour(con, parquet, record, rejects=quarantined).rows
-    except (WarehouseError, duckdb.Error) as error:
-        raise RebuildError(f"upload hour {hour:%Y-%m-%dT%H} ({parquet}) did not load, so {path} "
-                           f"was left as it was: {error}") from error
-
-
 def _swap(building: Path, path: Path) -> Path | None:
     """Move the old file (and its WAL) aside, then the new one into its place."""
     moved_to = _aside(path) if path.exists() else None
@@ -147,42 +103,68 @@ def _swap(building: Path, path: Path) -> Path | None:
     return moved_to
 
 
+def _day(partition: Partition) -> date:
+    return partition.date() if isinstance(partition, datetime) else partition
+
+
+def _label(partition: Partition) -> str:
+    if isinstance(partition, datetime):
+        return f"upload hour {partition:%Y-%m-%dT%H}"
+    return f"day {partition}"
+
+
+def _load(con: duckdb.DuckDBPyConnection, lake: Lake, project: Project, partition: Partition,
+          path: Path) -> int:
+    try:
+        return source(project.source).reload(con, lake, project, partition)
+    except (WarehouseError, LakeError, duckdb.Error, RuntimeError) as error:
+        raise RebuildError(f"{_label(partition)} of {project.namespace} did not load, so {path} "
+                           f"was left as it was: {error}") from error
+
+
 def rebuild(warehouse_path: Path, lake_root: Path, *,
             say: Callable[[str], None] = print) -> RebuildResult:
-    """Load every hour of the lake into a new warehouse file, then swap it in for the old one."""
+    """Load every partition of the lake into a new warehouse file, then swap it in for the old
+    one."""
     started = time.monotonic()
     path = Path(warehouse_path)
     if is_remote(lake_root):
         raise RebuildError(f"{lake_root}: a rebuild reads a local lake; on object storage, use "
                            "a DuckLake warehouse (WAREHOUSE_CATALOG), whose catalog is the "
                            "record of what is loaded")
-    lake = Lake(Path(lake_root))
     if not Path(lake_root).is_dir():
-        raise RebuildError(f"the lake {lake.root} does not exist (pass its root, LAKE_ROOT)")
-    hours = lake_hours(lake)
+        raise RebuildError(f"the lake {lake_root} does not exist (pass its root, LAKE_ROOT)")
+    lake = Lake(Path(lake_root))
+    projects = projects_in_lake(lake)
+    try:
+        work = {p: source(p.source).lake_partitions(lake, p) for p in projects}
+    except LakeError as error:
+        raise RebuildError(str(error)) from error
     _refuse_if_open(path)
     building = path.with_name(f".{path.name}.rebuilding")
     _discard(building)  # a killed rebuild's leftover
-    total_rows = 0
+    total_rows = total = unloaded = 0
     try:
-        warehouse = Warehouse(building)
+        warehouse = Warehouse(building, projects=projects)
         with warehouse.connect() as con:
-            for day, day_hours in itertools.groupby(hours, key=lambda h: h.date()):
-                day_started, day_rows, count = time.monotonic(), 0, 0
-                for hour in day_hours:
-                    day_rows += _load(warehouse, con, lake, hour, path)
-                    count += 1
-                total_rows += day_rows
-                say(f"{day}  {count:2d} hours  {day_rows:>12,} rows  "
-                    f"{time.monotonic() - day_started:6.1f} s")
+            for project, partitions in work.items():
+                for day, group in itertools.groupby(partitions, key=_day):
+                    day_started, day_rows, count = time.monotonic(), 0, 0
+                    for partition in group:
+                        day_rows += _load(con, lake, project, partition, path)
+                        count += 1
+                    total_rows, total = total_rows + day_rows, total + count
+                    say(f"{project.namespace:<12} {day}  {count:2d} partition(s)  "
+                        f"{day_rows:>12,} rows  {time.monotonic() - day_started:6.1f} s")
+                unloaded += _unloaded(lake, project, partitions)
             con.execute("CHECKPOINT")
         _refuse_if_open(path)
     except BaseException:
         _discard(building)
         raise
     moved_to = _swap(building, path)
-    return RebuildResult(hours=len(hours), rows=total_rows, seconds=time.monotonic() - started,
-                         moved_to=moved_to, unloaded=_unloaded(lake, hours))
+    return RebuildResult(partitions=total, rows=total_rows, seconds=time.monotonic() - started,
+                         moved_to=moved_to, unloaded=unloaded)
 
 
 def _confirmed(path: Path, lake_root: Path, yes: bool) -> bool:
@@ -214,13 +196,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RebuildError, WarehouseError, LakeError, OSError, duckdb.Error) as error:
         print(f"rebuild failed: {error}", file=sys.stderr)
         return 1
-    print(f"rebuilt {args.warehouse} from {args.lake}: {result.hours} hours, {result.rows:,} rows "
-          f"in {result.seconds:.1f} s")
+    print(f"rebuilt {args.warehouse} from {args.lake}: {result.partitions} partitions, "
+          f"{result.rows:,} rows in {result.seconds:.1f} s")
     if result.moved_to is not None:
         print(f"the previous file is at {result.moved_to}")
     if result.unloaded:
-        print(f"{result.unloaded} landed hour(s) have no Parquet file and were not loaded: "
-              "materialize amplitude/events_parquet for them")
+        print(f"{result.unloaded} landed partition(s) have no Parquet file and were not loaded: "
+              "materialize their events_parquet asset")
     return 0
 
 

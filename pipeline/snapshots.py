@@ -21,8 +21,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path, PurePath
 from typing import Any
 
+import duckdb
+
 from pipeline import leftovers
 from pipeline.lake import Lake, LakeError, day_partition
+from pipeline.partition_swap import replace_partition
 
 
 class SnapshotRefused(RuntimeError):
@@ -66,6 +69,9 @@ class Fetch:
 
 
 class Snapshots:
+    """A project's daily snapshots: its namespace (``source``) names its landing folders, its
+    tables' folders and its warehouse schema, whose ``_snapshot_loads`` is their ledger."""
+
     def __init__(self, lake: Lake, source: str) -> None:
         self.lake = lake
         self.source = source
@@ -141,3 +147,27 @@ class Snapshots:
         """A local path to write the day's Parquet file to; it becomes the current file on
         success (``Lake.staged_table_file``)."""
         return self.lake.staged_table_file(self.source, table, day_partition(day))
+
+    def load(self, con: duckdb.DuckDBPyConnection, table: str, landing: SnapshotLanding, *,
+             also: Callable[[int], None] | None = None) -> int:
+        """Swap the landing's day of ``table`` in from its current Parquet file, with its ledger
+        row; ``also`` records more in the same transaction (a cohort's downloads).
+
+        On DuckLake the file is registered when the lake gives every version its own name, and
+        its rows copied otherwise (a day taken again rewrites its file under the same name).
+        """
+        day, schema = landing.snapshot_date, self.source
+
+        def ledger(rows: int) -> None:
+            con.execute(f"DELETE FROM {schema}._snapshot_loads WHERE table_name = ? AND "
+                        "snapshot_date = ?", [table, day])
+            con.execute(f"INSERT INTO {schema}._snapshot_loads VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [table, day, rows, landing.requests, landing.version,
+                         landing.fetched_at, datetime.now(UTC)])
+            if also is not None:
+                also(rows)
+
+        return replace_partition(con, f"{schema}.{table}", "snapshot_date", day,
+                                 self.table_url(table, day),
+                                 what=f"{schema}.{table} snapshot of {day}", record=ledger,
+                                 register=self.lake.versioned_tables)

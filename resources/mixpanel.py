@@ -1,8 +1,10 @@
-"""Mixpanel's export client as a Dagster resource; credentials arrive through ``EnvVar`` only.
+"""One Mixpanel project's export client as a Dagster resource; credentials arrive through
+``EnvVar`` only.
 
 Its limiter keeps Mixpanel's published limits (60 queries an hour, 3 a second, 100 at once, per
-project) in the same shared SQLite file as Amplitude's (``LIMITS_PATH``): the groups are named
-apart, and every run and thread of the machine shares one budget per project.
+project) in the same shared store as Amplitude's (``LIMITS_PATH``, or PostgreSQL with
+``LIMITS_DSN`` so they hold across machines): the groups are named apart, and every run and
+thread shares one budget per project.
 """
 
 
@@ -12,7 +14,8 @@ import dagster as dg
 from pydantic import Field
 
 from pipeline.http import Credentials, RetryPolicy, Timeouts
-from pipeline.limits import Limiter, SqliteLimitStore
+from pipeline.limits import Limiter
+from pipeline.limits_postgres import limit_store
 from pipeline.mixpanel.export import EXPORT_TIMEOUTS, MixpanelClient
 from pipeline.mixpanel.rate_limits import MixpanelGate, export_rule, mixpanel_rules
 
@@ -41,6 +44,8 @@ class MixpanelExportResource(dg.ConfigurableResource):
     base_delay_seconds: float = 1.0
     limits_path: str = Field(default="data/.limits.sqlite",
                              description="the shared limiter's state (LIMITS_PATH)")
+    limits_dsn: str | None = Field(default=None, repr=False, description=(
+        "pass dg.EnvVar('LIMITS_DSN'): the limiter's state in PostgreSQL, for several machines"))
     limit_wait_seconds: float = 600.0
     # Tests scale Mixpanel's limits down; unset: the published ones.
     per_hour: int | None = None
@@ -56,7 +61,8 @@ class MixpanelExportResource(dg.ConfigurableResource):
         if self.per_hour is not None or self.per_second is not None or self.hour_seconds:
             rule = export_rule(per_hour=self.per_hour or 60, per_second=self.per_second or 3,
                                hour_seconds=self.hour_seconds or 3600.0)
-        return Limiter(mixpanel_rules(self.project_id, rule), SqliteLimitStore(self.limits_path),
+        return Limiter(mixpanel_rules(self.project_id, rule),
+                       limit_store(self.limits_path, self.limits_dsn),
                        max_wait_seconds=self.limit_wait_seconds)
 
     def client(self) -> MixpanelClient:

@@ -46,6 +46,7 @@ STAGES = ("download", "land", "normalize", "load")
 def _places(work: Path, ducklake: bool):  # -> (lake, warehouse)
     from pipeline.amplitude.landing import AmplitudeLake as Lake
     from pipeline.object_storage import ObjectStorage, is_remote
+    from pipeline.source import Project
     from pipeline.warehouse import Warehouse
 
     root = os.environ.get("BENCH_LAKE_ROOT") or str(work / "lake")
@@ -56,7 +57,8 @@ def _places(work: Path, ducklake: bool):  # -> (lake, warehouse)
                 scratch_root=work / "scratch")
     warehouse = Warehouse(work / "warehouse.duckdb", object_storage=storage,
                           catalog=str(work / "meta.ducklake") if ducklake else None,
-                          data_path=f"{root}/ducklake" if ducklake else None)
+                          data_path=f"{root}/ducklake" if ducklake else None,
+                          projects=[Project.named("amplitude", "default")])
     return lake, warehouse
 
 
@@ -73,9 +75,9 @@ def _ours(url: str, key: str, secret: str, work: Path, ducklake: bool = False) -
     object storage (the AWS_* variables reach it)."""
     from pipeline.amplitude.export import ExportClient
     from pipeline.amplitude.hour_parquet import write_hour_parquet
-    from pipeline.amplitude.normalize import EngineLimits
+    from pipeline.amplitude.load import LoadRecord, load_hour
+    from pipeline.engine import EngineLimits
     from pipeline.hours import ExportWindow
-    from pipeline.warehouse import LoadRecord
 
     _create_warehouse(work, ducklake)
     lake, warehouse = _places(work, ducklake)
@@ -93,7 +95,7 @@ def _ours(url: str, key: str, secret: str, work: Path, ducklake: bool = False) -
     times["normalize"] = time.perf_counter() - began
     began = time.perf_counter()
     with warehouse.connect() as con:
-        loaded = warehouse.replace_hour(con, lake.url(hour.path), LoadRecord(
+        loaded = load_hour(con, "amplitude", lake.url(hour.path), LoadRecord(
             upload_hour=HOUR, archive_members=len(landed.members),
             bytes_downloaded=landed.member_bytes, request_window=landed.request_window,
             window_requests=download.attempts, fetch_seconds=download.seconds))
@@ -168,9 +170,11 @@ def _same_work(members: list[Path], work: Path) -> dict:
     """Our stages with DuckDB's fastest statements and our settings, minus what fidelity costs
     (unknown keys, lineage, error plans) and minus the download: JSON → Parquet → table."""
     from pipeline import sql
-    from pipeline.amplitude.normalize import EngineLimits, connect_engine
     from pipeline.amplitude.schema import EXPORT_COLUMNS
-    from pipeline.warehouse import EVENTS_TABLE, Warehouse
+    from pipeline.engine import EngineLimits
+    from pipeline.engine import work_engine as connect_engine
+    from pipeline.source import Project
+    from pipeline.warehouse import Warehouse
 
     parquet = work / "same_work.parquet"
     named = ", ".join(f'"{c.key}" AS "{c.name}"' for c in EXPORT_COLUMNS)
@@ -182,8 +186,9 @@ def _same_work(members: list[Path], work: Path) -> dict:
                     "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 16384)")
     # 384 MB was the warehouse's limit when this reference was fixed; it stays, so the reference
     # does not move when ours does.
-    with Warehouse(work / "same_work.duckdb", memory_limit="384MB").connect() as con:
-        rows = con.execute(f"INSERT INTO {EVENTS_TABLE} BY NAME SELECT * FROM read_parquet(?)",
+    with Warehouse(work / "same_work.duckdb", memory_limit="384MB",
+                   projects=[Project.named("amplitude", "default")]).connect() as con:
+        rows = con.execute("INSERT INTO amplitude.events BY NAME SELECT * FROM read_parquet(?)",
                            [str(parquet)]).fetchone()[0]
     return {"times": {"total": time.perf_counter() - began}, "rows": rows}
 
@@ -197,8 +202,12 @@ def _profile(url: str, key: str, secret: str, work: Path) -> dict:
     from pyinstrument import Profiler
 
     from pipeline.amplitude.landing import AmplitudeLake as Lake
-    from pipeline.amplitude.normalize import PLANS, EngineLimits, connect_engine, copy_statement
-    from pipeline.warehouse import EVENTS_TABLE, Warehouse, insert_partition
+    from pipeline.amplitude.normalize import PLANS, copy_statement
+    from pipeline.engine import EngineLimits
+    from pipeline.engine import work_engine as connect_engine
+    from pipeline.partition_swap import insert_partition
+    from pipeline.source import Project
+    from pipeline.warehouse import Warehouse
 
     with Profiler(interval=0.005) as profiler:
         result = _ours(url, key, secret, work)
@@ -210,8 +219,9 @@ def _profile(url: str, key: str, secret: str, work: Path) -> dict:
                                  {m.file: m.name for m in landed.members})
     with connect_engine(EngineLimits(), work / "spill") as con:
         normalize = _operator_seconds(con, work, copy_statement(plan, work / "p.parquet"))
-    with Warehouse(work / "profile.duckdb").connect() as con:
-        load = _operator_seconds(con, work, insert_partition(EVENTS_TABLE, "_upload_hour"),
+    with Warehouse(work / "profile.duckdb",
+                   projects=[Project.named("amplitude", "default")]).connect() as con:
+        load = _operator_seconds(con, work, insert_partition("amplitude.events", "_upload_hour"),
                                  [str(lake.events_file(HOUR)), HOUR])
     for label, operators in (("normalize", normalize), ("load", load)):
         print(f"DuckDB operators, {label} (CPU s over all threads):", file=sys.stderr)

@@ -34,16 +34,19 @@ def child(url: str, key: str, secret: str, work: Path, props: tuple[str, ...]) -
     from pipeline.amplitude.cohorts import fetch_cohorts
     from pipeline.lake import Lake
     from pipeline.snapshots import Snapshots
+    from pipeline.source import Project
     from pipeline.warehouse import Warehouse
     from resources import LakeResource
 
-    lake, warehouse = Lake(work / "lake"), Warehouse(work / "warehouse.duckdb")
+    lake = Lake(work / "lake")
+    warehouse = Warehouse(work / "warehouse.duckdb",
+                          projects=[Project.named("amplitude", "default")])
     snaps, day = Snapshots(lake, "amplitude"), datetime.now(UTC).date()
     limits = LakeResource()  # the asset's engine limits, as deployed
 
     def history() -> cm.History:
         with warehouse.connect() as con:
-            return cm.read_history(con, datetime.now(UTC))
+            return cm.read_history(con, "amplitude", datetime.now(UTC))
 
     times: dict[str, float] = {}
     began = time.perf_counter()
@@ -63,7 +66,7 @@ def child(url: str, key: str, secret: str, work: Path, props: tuple[str, ...]) -
     times["parquet"] = time.perf_counter() - began
     began = time.perf_counter()
     with warehouse.connect() as con:
-        loaded = cm.load_members(warehouse, con, landing, snaps.table_url(cm.TABLE, day))
+        loaded = cm.load_members(snaps, con, landing)
     times["load"] = time.perf_counter() - began
     assert rows == loaded
     entry = landing.details["cohorts"][0]

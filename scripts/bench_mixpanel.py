@@ -42,8 +42,9 @@ def _ours(url: str, work: Path) -> dict:
     from pipeline.http import Credentials
     from pipeline.mixpanel.days import DayWindow
     from pipeline.mixpanel.export import MixpanelClient
+    from pipeline.mixpanel.load import MixpanelLoad, load_day
     from pipeline.mixpanel.normalize import normalize_window
-    from pipeline.mixpanel.warehouse import MixpanelLoad, load_day
+    from pipeline.source import Project
     from pipeline.warehouse import Warehouse
     from simulator.mixpanel_data import MixpanelConfig
 
@@ -61,9 +62,10 @@ def _ours(url: str, work: Path) -> dict:
                               zone=ZoneInfo(ZONE))
     times["normalize"] = time.perf_counter() - began
     began = time.perf_counter()
-    warehouse = Warehouse(work / "warehouse.duckdb")
+    warehouse = Warehouse(work / "warehouse.duckdb",
+                          projects=[Project.named("mixpanel", "default")])
     with warehouse.connect() as con:  # opening it applies the migrations, Mixpanel's too
-        loaded = load_day(warehouse, con, day.path, MixpanelLoad(
+        loaded = load_day(con, "mixpanel", day.path, MixpanelLoad(
             day=DAY, request_window=str(window), window_requests=download.attempts,
             bytes_downloaded=download.bytes, fetch_seconds=download.seconds))
     times["load"] = time.perf_counter() - began

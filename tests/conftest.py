@@ -12,12 +12,15 @@ import pytest
 
 from pipeline.amplitude.export import ExportClient
 from pipeline.http import RetryPolicy, Timeouts
+from pipeline.source import Project
+from pipeline.warehouse import Warehouse
 from simulator import HourProfile, Simulator, SimulatorConfig
 from tests.servers.dask import dask_cluster  # noqa: F401  (fixtures, docs/scaling.md)
 from tests.servers.postgres import postgres_dsn, postgres_server  # noqa: F401
 from tests.servers.seaweed import seaweed_s3  # noqa: F401
 
 DAY = datetime(2026, 3, 1, tzinfo=UTC)
+AMPLITUDE = Project.named("amplitude", "default")  # the environment's project
 SMALL = SimulatorConfig(profile=HourProfile(base=40), events_per_member=25)
 EMPTY_HOURS = [DAY + timedelta(hours=h) for h in range(24)
                if SMALL.hour_count(DAY + timedelta(hours=h)) == 0]
@@ -63,3 +66,8 @@ def write_member(path: Path, lines: list[dict | str]) -> Path:
             text = line if isinstance(line, str) else json.dumps(line, ensure_ascii=False)
             out.write(text.encode() + b"\n")
     return path
+
+
+def amplitude_warehouse(path: Path, **options: object) -> Warehouse:
+    """A warehouse holding the Amplitude project configured from the environment."""
+    return Warehouse(path, projects=[AMPLITUDE], **options)  # type: ignore[arg-type]

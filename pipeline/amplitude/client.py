@@ -14,7 +14,8 @@ CREDENTIAL_VARIABLES = "AMPLITUDE_API_KEY and AMPLITUDE_SECRET_KEY"
 
 
 class AmplitudeClient(ApiClient):
-    def __init__(self, base_url: str, api_key: str, secret_key: str, **options: Any) -> None:
-        """``options`` are ``ApiClient``'s: region, timeouts, retry, gate, sleep, clock, seed."""
-        super().__init__(base_url, Credentials(api_key, secret_key, CREDENTIAL_VARIABLES),
-                         **options)
+    def __init__(self, base_url: str, api_key: str, secret_key: str, *,
+                 key_variables: str = CREDENTIAL_VARIABLES, **options: Any) -> None:
+        """``key_variables`` names the keys in messages (a YAML project's own variables);
+        ``options`` are ``ApiClient``'s: region, timeouts, retry, gate, sleep, clock, seed."""
+        super().__init__(base_url, Credentials(api_key, secret_key, key_variables), **options)

@@ -30,10 +30,9 @@ from pipeline import sql
 from pipeline.amplitude.client import AmplitudeClient
 from pipeline.http import HttpError, TransientError, body_excerpt
 from pipeline.snapshots import Fetch, SnapshotLanding, Snapshots
-from pipeline.warehouse import Warehouse
 
 ENDPOINT = "cohorts"  # the limiter's name for the cohort endpoints (pipeline/amplitude/rate_limits)
-TABLE, DOWNLOADS = "cohort_members", "amplitude._cohort_downloads"
+TABLE, DOWNLOADS = "cohort_members", "_cohort_downloads"  # in the project's schema
 COMPLETED, IN_PROGRESS = "JOB COMPLETED", "JOB INPROGRESS"
 _EMPTY = ("SELECT NULL::DATE snapshot_date, NULL cohort_id, NULL::BIGINT amplitude_id, NULL "
           "user_id, NULL::JSON properties, NULL::DATE downloaded_on WHERE false")
@@ -83,19 +82,19 @@ class Selection:
 
 
 class History(NamedTuple):
-    """``amplitude._cohort_downloads``: each cohort's newest download, this month's count."""
+    """``_cohort_downloads``: each cohort's newest download, this month's count."""
 
     last: dict[str, date]  # cohort id -> the snapshot day of its newest download
     month: str  # YYYY-MM, UTC
     used: int
 
 
-def read_history(con: duckdb.DuckDBPyConnection, now: datetime) -> History:
+def read_history(con: duckdb.DuckDBPyConnection, schema: str, now: datetime) -> History:
     rows = con.execute(  # the month's count is over every row, before QUALIFY keeps the newest
         "SELECT cohort_id, snapshot_date, count(*) FILTER ("
         "WHERE date_trunc('month', requested_at AT TIME ZONE 'UTC') = $1) OVER () FROM "
-        f"{DOWNLOADS} QUALIFY row_number() OVER (PARTITION BY cohort_id ORDER BY requested_at "
-        "DESC) = 1", [now.date().replace(day=1)]).fetchall()
+        f"{schema}.{DOWNLOADS} QUALIFY row_number() OVER (PARTITION BY cohort_id "
+        "ORDER BY requested_at DESC) = 1", [now.date().replace(day=1)]).fetchall()
     return History({r[0]: r[1] for r in rows}, f"{now:%Y-%m}", int(rows[0][2]) if rows else 0)
 
 
@@ -279,22 +278,20 @@ def write_members(con: duckdb.DuckDBPyConnection, snaps: Snapshots, landing: Sna
     return int(row[0]) if row else 0
 
 
-def load_members(warehouse: Warehouse, con: duckdb.DuckDBPyConnection, landing: SnapshotLanding,
-                 parquet: str | Path, *, register: bool = False) -> int:
+def load_members(snaps: Snapshots, con: duckdb.DuckDBPyConnection,
+                 landing: SnapshotLanding) -> int:
     """Swap the day's members in and record its downloads (once each, by request id) in the
     same transaction, so the month's count holds every download whose rows were loaded."""
-    day = landing.snapshot_date
+    day, schema = landing.snapshot_date, snaps.source
 
     def downloads(rows: int) -> None:
         for e in landing.details.get("cohorts", []):
             con.execute(
-                f"INSERT INTO {DOWNLOADS} SELECT $1, $2, $3, $4::TIMESTAMPTZ, $5::TIMESTAMPTZ, "
-                f"to_timestamp($6), (SELECT count(*) FROM amplitude.{TABLE} WHERE snapshot_date "
-                f"= $3 AND cohort_id = $1), $7 WHERE NOT EXISTS (SELECT 1 FROM {DOWNLOADS} WHERE "
-                "request_id = $2)", [e["cohort_id"], e["request_id"], day, e["requested_at"],
-                                     e["completed_at"], e["last_computed"], e["bytes"]])
+                f"INSERT INTO {schema}.{DOWNLOADS} SELECT $1, $2, $3, $4::TIMESTAMPTZ, "
+                f"$5::TIMESTAMPTZ, to_timestamp($6), (SELECT count(*) FROM {schema}.{TABLE} "
+                f"WHERE snapshot_date = $3 AND cohort_id = $1), $7 WHERE NOT EXISTS (SELECT 1 "
+                f"FROM {schema}.{DOWNLOADS} WHERE request_id = $2)",
+                [e["cohort_id"], e["request_id"], day, e["requested_at"], e["completed_at"],
+                 e["last_computed"], e["bytes"]])
 
-    return warehouse.replace_snapshot(con, TABLE, day, parquet, requests=landing.requests,
-                                      landing_version=landing.version,
-                                      fetched_at=landing.fetched_at, also=downloads,
-                                      register=register)
+    return snaps.load(con, TABLE, landing, also=downloads)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.warehouse import EVENTS_TABLE, LOADS_TABLE, LoadRecord
+from pipeline.amplitude.load import LoadRecord
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ SPECS = (
     CheckSpec("uuid_unique_per_hour", "No uuid repeats within an upload hour (Amplitude can "
               "re-export duplicates; analytics.events_unique keeps the latest).", warn=True),
     CheckSpec("rows_match_parquet_and_ledger", "The hour's rows in DuckDB equal the rows of its "
-              "Parquet file and the row count amplitude._loads recorded.", warn=False),
+              "Parquet file and the row count the ledger (_loads) recorded.", warn=False),
     CheckSpec("upload_time_in_hour", "Every row's server_upload_time lies in the upload hour it "
               "was exported for (else Amplitude filed events under another hour).", warn=True),
     CheckSpec("no_schema_drift", "No line carried a field outside the known schema; new fields "
@@ -40,16 +40,16 @@ SPECS = (
 )
 
 
-def check_hour(con: duckdb.DuckDBPyConnection, hour: datetime, parquet: str | Path,
+def check_hour(con: duckdb.DuckDBPyConnection, schema: str, hour: datetime, parquet: str | Path,
                record: LoadRecord, *, max_drop_share: float) -> list[Outcome]:
     rows, repeats, outside = _row(con, (
         f"SELECT count(*), count(*) - count(DISTINCT uuid), count(*) FILTER (WHERE "
         f"server_upload_time < _upload_hour OR server_upload_time >= _upload_hour + "
-        f"INTERVAL 1 HOUR) FROM {EVENTS_TABLE} WHERE _upload_hour = ?"), [hour])
+        f"INTERVAL 1 HOUR) FROM {schema}.events WHERE _upload_hour = ?"), [hour])
     (in_file,) = _row(con, "SELECT sum(num_rows) FROM parquet_file_metadata(?)", [str(parquet)])
-    (ledger,) = _row(con, f"SELECT rows FROM {LOADS_TABLE} WHERE upload_hour = ?", [hour])
+    (ledger,) = _row(con, f"SELECT rows FROM {schema}._loads WHERE upload_hour = ?", [hour])
     new_fields = [str(r[0]) for r in con.execute(
-        f"SELECT DISTINCT unnest(json_keys(_extras)) AS k FROM {EVENTS_TABLE} "
+        f"SELECT DISTINCT unnest(json_keys(_extras)) AS k FROM {schema}.events "
         "WHERE _upload_hour = ? AND _extras IS NOT NULL ORDER BY k", [hour]).fetchall()]
     previous = record.rows - record.rows_added + record.rows_removed
     dropped = previous - rows if previous > rows else 0

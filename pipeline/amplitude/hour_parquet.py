@@ -12,7 +12,8 @@ import shutil
 from pathlib import Path
 
 from pipeline.amplitude.landing import AmplitudeLake, LandedHour
-from pipeline.amplitude.normalize import EngineLimits, NormalizedHour, normalize_hour
+from pipeline.amplitude.normalize import NormalizedHour, normalize_hour
+from pipeline.engine import EngineLimits
 from pipeline.lake import hour_partition
 
 
@@ -32,15 +33,15 @@ def write_hour_parquet(lake: AmplitudeLake, landed: LandedHour, limits: EngineLi
             else:
                 members.append(lake.local(place))
         rejects = scratch / "rejects.parquet" if quarantine else None
-        with lake.staged_table_file("amplitude", "events", partition) as out:
+        with lake.staged_table_file(lake.namespace, "events", partition) as out:
             result = normalize_hour(members, hour, out, limits,
                                     member_names={m.file: m.name for m in landed.members},
                                     landing_version=landed.version, rejects=rejects)
         if rejects is not None and result.rejected:
-            with lake.staged_table_file("amplitude", "rejects", partition) as staged:
+            with lake.staged_table_file(lake.namespace, "rejects", partition) as staged:
                 shutil.move(rejects, staged)
         elif rejects is not None:
-            lake.remove_table_file("amplitude", "rejects", partition)  # a clean fetch: none
+            lake.remove_table_file(lake.namespace, "rejects", partition)  # a clean fetch: none
     written = lake.events_file(hour)
     assert written is not None  # just written
     return dataclasses.replace(result, path=written)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePath
+from typing import Any
 
 from pipeline.amplitude.archive import ArchiveError, ArchiveReader, Member, window_label
 from pipeline.amplitude.export import Download
@@ -78,14 +80,19 @@ class LandedHour:
 
 
 class AmplitudeLake(Lake):
-    """The lake, with the Amplitude export's own places in it."""
+    """The lake, with one Amplitude project's places in it (under its ``namespace``)."""
+
+    def __init__(self, root: str | os.PathLike[str], *, namespace: str = "amplitude",
+                 **options: Any) -> None:
+        super().__init__(root, **options)
+        self.namespace = namespace
 
     def landing_dir(self, upload_hour: datetime) -> PurePath:
-        return self.landing_folder("amplitude", "export", hour_partition(upload_hour))
+        return self.landing_folder(self.namespace, "export", hour_partition(upload_hour))
 
     def events_file(self, upload_hour: datetime) -> PurePath | None:
         """The hour's current Parquet file, or None before its first normalize."""
-        return self.table_file("amplitude", "events", hour_partition(upload_hour))
+        return self.table_file(self.namespace, "events", hour_partition(upload_hour))
 
     def land(self, download: Download,
              hours: Collection[datetime] | None = None) -> list[LandedHour]:

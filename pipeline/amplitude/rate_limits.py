@@ -39,10 +39,16 @@ ENDPOINT_GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType({
 
 
 
-def amplitude_rules(overrides: Mapping[str, Rule] | None = None, *,
+def group_name(project: str, group: str) -> str:
+    """A project's own group: Amplitude's limits are per project."""
+    return f"{project}:{group}"
+
+
+def amplitude_rules(overrides: Mapping[str, Rule] | None = None, *, project: str = "amplitude",
                     window_margin_seconds: float = 1.0) -> dict[str, Rule]:
-    """The published limits, with whole groups replaced by ``overrides`` (tests and the simulator
-    run with small windows and budgets: name the group and give its scaled-down rule).
+    """The published limits of one project (its namespace names its groups), with whole groups
+    replaced by ``overrides`` (tests and the simulator run with small windows and budgets: name
+    the group and give its scaled-down rule).
 
     Every window is kept ``window_margin_seconds`` longer than published: the client counts a
     request from when it lets it go, the server from when it arrives, and two requests can be
@@ -59,16 +65,17 @@ def amplitude_rules(overrides: Mapping[str, Rule] | None = None, *,
     unknown = sorted(set(overrides or {}) - set(rules))
     if unknown:
         raise ValueError(f"no Amplitude limit group {unknown}; the groups are {sorted(rules)}")
-    return {group: replace(rule, budgets=tuple(
+    return {group_name(project, group): replace(rule, budgets=tuple(
                 replace(budget, window_seconds=budget.window_seconds + window_margin_seconds)
                 for budget in rule.budgets))
             for group, rule in (rules | dict(overrides or {})).items()}
 
 
-def groups_for(endpoint: str) -> tuple[str, ...]:
-    """The limit groups of an endpoint kind; an unknown kind is an error, never unlimited."""
+def groups_for(endpoint: str, project: str = "amplitude") -> tuple[str, ...]:
+    """The project's limit groups of an endpoint kind; an unknown kind is an error, never
+    unlimited."""
     try:
-        return ENDPOINT_GROUPS[endpoint]
+        return tuple(group_name(project, group) for group in ENDPOINT_GROUPS[endpoint])
     except KeyError:
         raise ValueError(f"unknown Amplitude endpoint kind {endpoint!r}; "
                          f"one of {sorted(ENDPOINT_GROUPS)}") from None
@@ -90,13 +97,15 @@ class AmplitudeGate:
     groups for its Retry-After, so every thread and run backs off, not only the one told.
     """
 
-    def __init__(self, limiter: Limiter, *, default_penalty_seconds: float = 5.0) -> None:
+    def __init__(self, limiter: Limiter, *, project: str = "amplitude",
+                 default_penalty_seconds: float = 5.0) -> None:
         self.limiter = limiter
+        self.project = project
         self.default_penalty_seconds = default_penalty_seconds
 
     @contextmanager
     def __call__(self, endpoint: str, cost: float = 1.0) -> Iterator[Grant]:
-        with self.limiter.holding(groups_for(endpoint), cost,
+        with self.limiter.holding(groups_for(endpoint, self.project), cost,
                                   default_penalty_seconds=self.default_penalty_seconds) as grant:
             yield grant
 

@@ -1,4 +1,7 @@
-"""The warehouse against Amplitude's own daily numbers (``amplitude.daily_counts``).
+"""A project's warehouse rows against Amplitude's own daily numbers (its ``daily_counts``).
+
+It reads the all-projects views (``amplitude_all``, ``pipeline/project_views.py``) for one
+project, as an analyst comparing projects would.
 
 A day is the project's calendar day (its time zone, as Amplitude's charts count). It is settled
 when every upload hour from its start to ``settle_hours`` after its end is loaded: only then can
@@ -20,7 +23,9 @@ from datetime import UTC, date, datetime, timedelta
 import duckdb
 
 from pipeline import sql
-from pipeline.warehouse import EVENTS_TABLE, LOADS_TABLE
+
+VIEWS = "amplitude_all"
+EVENTS_TABLE = f"{VIEWS}.events"
 
 MEASURES = ("active_users", "new_users", "events")
 
@@ -46,11 +51,11 @@ class DayResult:
                 f"warehouse {self.warehouse}{late}")
 
 
-def settled_days(con: duckdb.DuckDBPyConnection, timezone: str, settle_hours: int,
-                 days: list[date]) -> list[date]:
+def settled_days(con: duckdb.DuckDBPyConnection, project: str, timezone: str,
+                 settle_hours: int, days: list[date]) -> list[date]:
     """Those of ``days`` whose every upload hour, through the settle window, is loaded."""
     loaded = {row[0].astimezone(UTC) for row in con.execute(
-        f"SELECT upload_hour FROM {LOADS_TABLE}").fetchall()}
+        f"SELECT upload_hour FROM {VIEWS}._loads WHERE project = ?", [project]).fetchall()}
     settled = []
     for day in days:
         start, end = _day_bounds(con, day, timezone)
@@ -72,25 +77,26 @@ def _day_bounds(con: duckdb.DuckDBPyConnection, day: date,
     return row[0].astimezone(UTC), row[1].astimezone(UTC)
 
 
-def reconcile(con: duckdb.DuckDBPyConnection, *, timezone: str, settle_hours: int,
-              tolerance: float) -> tuple[list[DayResult], list[date]]:
+def reconcile(con: duckdb.DuckDBPyConnection, *, project: str, timezone: str,
+              settle_hours: int, tolerance: float) -> tuple[list[DayResult], list[date]]:
     """Each settled day's measures against the newest snapshot of Amplitude's counts, and the
     days of that snapshot not yet settled."""
     snapshot = {(row[0], measure): int(row[i + 1] or 0) for row in con.execute(
-        "SELECT event_date, " + ", ".join(MEASURES) + " FROM amplitude.daily_counts_current "
-        "WHERE event_date IS NOT NULL ORDER BY event_date").fetchall()
+        "SELECT event_date, " + ", ".join(MEASURES) + f" FROM {VIEWS}.daily_counts_current "
+        "WHERE project = ? AND event_date IS NOT NULL ORDER BY event_date",
+        [project]).fetchall()
         for i, measure in enumerate(MEASURES)}
     days = sorted({day for day, _ in snapshot})
-    settled = settled_days(con, timezone, settle_hours, days)
+    settled = settled_days(con, project, timezone, settle_hours, days)
     results: list[DayResult] = []
     for day in settled:
-        ours = _counts(con, day, timezone, settle_hours)
+        ours = _counts(con, project, day, timezone, settle_hours)
         results.extend(DayResult(day, m, snapshot[(day, m)], ours[m][0], ours[m][1] - ours[m][0],
                                  tolerance) for m in MEASURES)
     return results, [d for d in days if d not in settled]
 
 
-def _counts(con: duckdb.DuckDBPyConnection, day: date, timezone: str,
+def _counts(con: duckdb.DuckDBPyConnection, project: str, day: date, timezone: str,
             settle_hours: int) -> dict[str, tuple[int, int]]:
     """Each measure for ``day``: (within the settle window, with every loaded event)."""
     _, end = _day_bounds(con, day, timezone)
@@ -98,17 +104,17 @@ def _counts(con: duckdb.DuckDBPyConnection, day: date, timezone: str,
     local_day = f"timezone({sql.literal(timezone)}, event_time)::DATE"
     row = con.execute(
         f"WITH firsts AS (SELECT amplitude_id, min(event_time) AS first_time, "
-        f"min(event_time) FILTER (WHERE _upload_hour < ?) AS first_in_window "
-        f"FROM {EVENTS_TABLE} GROUP BY amplitude_id), "
-        f"day AS (SELECT amplitude_id, _upload_hour < ? AS in_window FROM {EVENTS_TABLE} "
-        f"WHERE {local_day} = ?) "
+        f"min(event_time) FILTER (WHERE _upload_hour < $cutoff) AS first_in_window "
+        f"FROM {EVENTS_TABLE} WHERE project = $project GROUP BY amplitude_id), "
+        f"day AS (SELECT amplitude_id, _upload_hour < $cutoff AS in_window FROM {EVENTS_TABLE} "
+        f"WHERE project = $project AND {local_day} = $day) "
         "SELECT count(DISTINCT amplitude_id) FILTER (WHERE in_window), "
         "count(DISTINCT amplitude_id), count(*) FILTER (WHERE in_window), count(*), "
         f"(SELECT count(*) FROM firsts WHERE timezone({sql.literal(timezone)}, "
-        "first_in_window)::DATE = ?), "
+        "first_in_window)::DATE = $day), "
         f"(SELECT count(*) FROM firsts WHERE timezone({sql.literal(timezone)}, "
-        "first_time)::DATE = ?) FROM day",
-        [cutoff, cutoff, day, day, day]).fetchone()
+        "first_time)::DATE = $day) FROM day",
+        {"cutoff": cutoff, "project": project, "day": day}).fetchone()
     assert row is not None
     values = [int(v or 0) for v in row]
     return {"active_users": (values[0], values[1]), "events": (values[2], values[3]),

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Literal
 
-from pipeline.amplitude import lineage
+from pipeline import lineage
 from pipeline.amplitude.landing import AmplitudeLake, LandedHour
 
 Stage = Literal["fetch", "normalize"]

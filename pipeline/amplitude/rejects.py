@@ -18,12 +18,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePath
+from typing import TYPE_CHECKING
 
 import duckdb
 
-from pipeline import engine, sql
-from pipeline.amplitude import lineage
-from pipeline.lake import Lake, hour_partition
+from pipeline import engine, lineage, sql
+from pipeline.lake import hour_partition
+
+if TYPE_CHECKING:
+    from pipeline.amplitude.landing import AmplitudeLake
 
 # More bad lines than this is damage, not strays: 1 % of the hour's lines, but at least 10 (a
 # small hour) and at most 10,000 (each is kept whole in amplitude._rejects).
@@ -107,12 +110,12 @@ def write_rejects(rejects: Sequence[Reject], upload_hour: datetime, out: Path,
                     f"(FORMAT parquet{lineage.kv_option(landing_version)})")
 
 
-def rejects_file(lake: Lake, upload_hour: datetime) -> PurePath | None:
-    """Beside the events, not among them: a glob over ``amplitude/events`` must not see it."""
-    return lake.table_file("amplitude", "rejects", hour_partition(upload_hour))
+def rejects_file(lake: AmplitudeLake, upload_hour: datetime) -> PurePath | None:
+    """Beside the events, not among them: a glob over ``<namespace>/events`` must not see it."""
+    return lake.table_file(lake.namespace, "rejects", hour_partition(upload_hour))
 
 
-def rejects_for(lake: Lake, upload_hour: datetime, landing_version: str) -> str | None:
+def rejects_for(lake: AmplitudeLake, upload_hour: datetime, landing_version: str) -> str | None:
     """The hour's quarantined lines (as DuckDB reads them), if they came from the same fetch as
     its events."""
     path = rejects_file(lake, upload_hour)

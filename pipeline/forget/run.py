@@ -42,11 +42,11 @@ import duckdb
 
 from pipeline import engine
 from pipeline.amplitude.landing import AmplitudeLake
-from pipeline.amplitude.lineage import LANDING_VERSION_KEY
 from pipeline.forget import audit, landing, parquet
 from pipeline.forget.audit import ForgetReport
 from pipeline.forget.ids import Ids
 from pipeline.lake import MANIFEST, day_partition, hour_partition, read_manifest
+from pipeline.lineage import LANDING_VERSION_KEY
 from pipeline.object_storage import is_remote
 from pipeline.snapshots import Snapshots
 from pipeline.warehouse import Warehouse

@@ -1,6 +1,6 @@
 """The per-day check of the Mixpanel table: how much of a day is duplicates.
 
-Mixpanel's raw export is not deduplicated, so ``mixpanel.events`` keeps every row as served and
+Mixpanel's raw export is not deduplicated, so ``<namespace>.events`` keeps every row as served and
 ``analytics.mixpanel_events_unique`` removes duplicates at query time. The share per day says how
 much that matters, and a jump flags an SDK retrying or a re-import.
 """
@@ -12,7 +12,7 @@ from datetime import date
 
 import duckdb
 
-from pipeline.mixpanel.warehouse import EVENTS_TABLE, duplicate_rows
+from pipeline.mixpanel.load import duplicate_rows
 
 # Past this share of a day's rows the check warns: SDK retries make a few percent, a re-import or
 # a retry loop far more.
@@ -30,7 +30,7 @@ class DuplicateShare:
         return self.duplicates / self.rows if self.rows else 0.0
 
 
-def duplicate_share(con: duckdb.DuckDBPyConnection, day: date) -> DuplicateShare:
-    row = con.execute(f"SELECT count(*) FROM {EVENTS_TABLE} WHERE _day = ?", [day]).fetchone()
+def duplicate_share(con: duckdb.DuckDBPyConnection, schema: str, day: date) -> DuplicateShare:
+    row = con.execute(f"SELECT count(*) FROM {schema}.events WHERE _day = ?", [day]).fetchone()
     rows = int(row[0]) if row else 0
-    return DuplicateShare(day, rows, duplicate_rows(con, day) if rows else 0)
+    return DuplicateShare(day, rows, duplicate_rows(con, schema, day) if rows else 0)

@@ -30,13 +30,14 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path, PurePath
+from typing import Any
 
+from pipeline.engine import EngineLimits
 from pipeline.lake import Lake, LakeError, day_partition, new_version_name
 from pipeline.mixpanel.days import DayWindow
 from pipeline.mixpanel.export import Download
-from pipeline.mixpanel.normalize import EngineLimits, normalize_window
+from pipeline.mixpanel.normalize import normalize_window
 
-SOURCE = "mixpanel"
 DATASET = "export"
 TABLE = "events"
 PARTITION_KEY = "day"
@@ -102,21 +103,30 @@ class LandedDay:
         return cls(**data)
 
 
-def landing_dir(lake: Lake, day: date) -> PurePath:
-    return lake.landing_folder(SOURCE, DATASET, partition(day))
+class MixpanelLake(Lake):
+    """The lake, with one Mixpanel project's places in it (under its ``namespace``)."""
+
+    def __init__(self, root: str | os.PathLike[str], *, namespace: str = "mixpanel",
+                 **options: Any) -> None:
+        super().__init__(root, **options)
+        self.namespace = namespace
 
 
-def events_file(lake: Lake, day: date) -> PurePath | None:
+def landing_dir(lake: MixpanelLake, day: date) -> PurePath:
+    return lake.landing_folder(lake.namespace, DATASET, partition(day))
+
+
+def events_file(lake: MixpanelLake, day: date) -> PurePath | None:
     """The day's current Parquet file, or None before its first normalize."""
-    return lake.table_file(SOURCE, TABLE, partition(day))
+    return lake.table_file(lake.namespace, TABLE, partition(day))
 
 
-def landed(lake: Lake, day: date) -> LandedDay | None:
+def landed(lake: MixpanelLake, day: date) -> LandedDay | None:
     text = lake.manifest(landing_dir(lake, day))
     return None if text is None else LandedDay.from_json(text)
 
 
-def land(lake: Lake, download: Download) -> list[LandedDay]:
+def land(lake: MixpanelLake, download: Download) -> list[LandedDay]:
     """Land a checked window under every one of its days, superseding what was there."""
     window = download.window
     window_id = new_version_name()
@@ -142,7 +152,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def body(lake: Lake, landed_day: LandedDay, scratch: Path) -> Path:
+def body(lake: MixpanelLake, landed_day: LandedDay, scratch: Path) -> Path:
     """The landed body as a local file (from object storage: downloaded into ``scratch``)."""
     place = landing_dir(lake, landed_day.day) / landed_day.version / landed_day.file
     if not lake.remote:
@@ -166,7 +176,7 @@ class DayParquet:
     landed: LandedDay
 
 
-def write_days(lake: Lake, days: Iterable[date], scratch: Path, *, zone: tzinfo | None,
+def write_days(lake: MixpanelLake, days: Iterable[date], scratch: Path, *, zone: tzinfo | None,
                limits: EngineLimits | None = None) -> list[DayParquet]:
     """Normalize the landed days into their Parquet files, each body read once for all the
     days of ``days`` landed from it. ``zone`` None: the project stores UTC.
@@ -194,7 +204,8 @@ def write_days(lake: Lake, days: Iterable[date], scratch: Path, *, zone: tzinfo 
         by_day = {r.day: r for r in results}
         for landed_day in group:
             result = by_day[landed_day.day]
-            with lake.staged_table_file(SOURCE, TABLE, partition(landed_day.day)) as target:
+            with lake.staged_table_file(lake.namespace, TABLE,
+                                        partition(landed_day.day)) as target:
                 shutil.move(result.path, target)
             place = events_file(lake, landed_day.day)
             assert place is not None  # just published

@@ -32,7 +32,8 @@ from typing import Any
 
 import duckdb
 
-from pipeline import engine, leftovers, sql
+from pipeline import leftovers, sql
+from pipeline.engine import EngineLimits, work_engine
 from pipeline.mixpanel.days import EPOCH, MS_THRESHOLD, Period, zone_periods
 from pipeline.mixpanel.schema import PROMOTED
 
@@ -43,12 +44,6 @@ PARSER_VERSION = "1"  # bump when the rows a day's file holds would change
 
 class NormalizeError(ValueError):
     """A window's lines do not fit; names the day, the file and the line."""
-
-
-@dataclass(frozen=True)
-class EngineLimits:
-    threads: int = 2
-    memory_limit: str = "384MB"
 
 
 @dataclass(frozen=True)
@@ -140,14 +135,6 @@ def promoted_names() -> str:
     return ", ".join(p.name for p in PROMOTED)
 
 
-def connect(limits: EngineLimits, spill: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(config={"threads": limits.threads, "memory_limit": limits.memory_limit,
-                                 "preserve_insertion_order": False,
-                                 "temp_directory": str(spill), **engine.offline_config()})
-    con.execute("SET TimeZone = 'UTC'")
-    return con
-
-
 def normalize_window(body: Path, days: Sequence[date], out_for: Callable[[date], Path], *,
                      zone: tzinfo | None, limits: EngineLimits = EngineLimits(),
                      source_name: str | None = None) -> list[NormalizedDay]:
@@ -162,7 +149,7 @@ def normalize_window(body: Path, days: Sequence[date], out_for: Callable[[date],
     staging = root / f".staging-{uuid.uuid4().hex}{leftovers.owner_mark()}"
     spill = staging / ".spill"
     staging.mkdir()
-    con = connect(limits, spill)
+    con = work_engine(limits, spill)
     name = source_name or body.name
     whole = staging / "window.parquet"
     try:

@@ -1,24 +1,25 @@
-"""The Mixpanel source's environment, read once into typed settings.
+"""One Mixpanel project's settings: from ``MIXPANEL_*`` variables, or from a project's YAML.
 
-``MIXPANEL_TIMESTAMPS`` has no default on purpose: Mixpanel stores ``time`` in the project's
-time zone for projects created before 2023 and in UTC for later ones, and nothing in an answer
-says which, so a guess would silently shift every event by the project's UTC offset.
+``timestamps`` has no default on purpose: Mixpanel stores ``time`` in the project's time zone for
+projects created before 2023 and in UTC for later ones, and nothing in an answer says which, so a
+guess would silently shift every event by the project's UTC offset.
 
-The credentials are held only to build the client; they never appear in ``repr`` or in a message
-(messages name the variables).
+The credentials are not here: the settings say which variables hold them (the standard ones for
+the environment's project, those its YAML names for another), check that the set in use is
+complete, and the client gets the values through ``dagster.EnvVar`` at run time only.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import date
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Annotated, Any, ClassVar, Self
+from zoneinfo import ZoneInfo
 
-from pipeline.environment import SettingsError, whole_number
-from pipeline.http import Credentials
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from pipeline.settings import EnvSettings, Flag, SettingsError, TimeZone, choice, current_env, whole
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +30,9 @@ REGION_HOSTS = {
 }
 SERVICE_ACCOUNT = ("MIXPANEL_SERVICE_ACCOUNT_USERNAME", "MIXPANEL_SERVICE_ACCOUNT_SECRET")
 API_SECRET = "MIXPANEL_API_SECRET"
-# Every Mixpanel credential, for the secrets test (pipeline.settings.CREDENTIALS gains these).
+# Every credential of the environment's project, for the secrets test.
 CREDENTIALS = (*SERVICE_ACCOUNT, API_SECRET)
 API_SECRET_RETIRED_ON = date(2027, 3, 3)
-DEFAULT_START = "2026-01-01"
-_DEFAULT_START_DAY = date(2026, 1, 1)
 MAX_WINDOW_DAYS = 31
 
 TIMESTAMPS_HELP = (
@@ -53,21 +52,77 @@ class MixpanelSettingsError(SettingsError):
     pass
 
 
-@dataclass(frozen=True)
-class MixpanelSettings:
-    timestamps: str  # "local" or "utc": how the project stores `time`
-    project_timezone: str = "UTC"
-    region: str = "us"
-    base_url: str = REGION_HOSTS["us"]
-    project_id: str | None = None  # required with a service account
-    start: date = _DEFAULT_START_DAY
-    lag_days: int = 1
-    max_window_days: int = 7
-    settle_days: int = 5  # Mixpanel: offline mobile data may take up to 5 days to arrive
-    time_in_ms: bool = False  # ask the export for millisecond timestamps
-    username: str = field(default="", repr=False)
-    secret: str = field(default="", repr=False)
-    deprecated_auth: str | None = None  # the warning to surface, when the project secret is used
+def _day(raw: Any) -> date:
+    if isinstance(raw, date):
+        return raw
+    try:
+        return date.fromisoformat(str(raw).strip())
+    except ValueError:
+        raise ValueError(f"{str(raw).strip()!r} is not a day of the form YYYY-MM-DD") from None
+
+
+def _timestamps(raw: Any) -> str | None:
+    value = str(raw).strip().lower() if raw is not None else ""
+    if value in ("local", "utc"):
+        return value
+    if value:
+        raise ValueError(TIMESTAMPS_HELP.replace("must be set to", f"must be set (it is {value!r}) "
+                                                 "to", 1))
+    return None
+
+
+def _yaml_only(variable: str) -> Any:
+    return {"yaml_only": True, "default_variable": variable}
+
+
+class MixpanelOptions(BaseModel):
+    """One Mixpanel project's options, as a project's YAML gives them (``attributes:``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    _credentials: tuple[str, ...] = PrivateAttr(default=())
+
+    timestamps: Annotated[str | None, BeforeValidator(_timestamps)] = Field(
+        None, description="**required**: `local` if the project stores `time` in its own time "
+        "zone (created before 2023), `utc` otherwise (docs/mixpanel.md, 'Local or UTC')")
+    project_timezone: TimeZone | None = Field(
+        None, description="the project's zone (IANA name); required with `timestamps=local`")
+    region: Annotated[str, choice(*REGION_HOSTS)] = Field(
+        "us", description="`us`, `eu` or `in`: `data`, `data-eu` or `data-in.mixpanel.com`")
+    base_url: str | None = Field(None, description="overrides the region's host")
+    project_id: str | None = Field(None, description="the project's numeric id; required with a "
+                                   "service account")
+    start: Annotated[date, BeforeValidator(_day)] = Field(
+        date(2026, 1, 1), description="first partition, a day `YYYY-MM-DD`")
+    lag_days: Annotated[int, whole(0, 30)] = Field(
+        1, description="whole days after a day ends before it is loaded")
+    max_window_days: Annotated[int, whole(1, MAX_WINDOW_DAYS)] = Field(
+        7, description="most days one export request covers")
+    settle_days: Annotated[int, whole(0, 30)] = Field(
+        5, description="the late-data schedule fetches the days before the newest again for "
+        "this many days (offline mobile data may take up to 5)")
+    time_in_ms: Flag = Field(False, description="ask the export for millisecond timestamps")
+    service_account_username_env: str = Field(
+        SERVICE_ACCOUNT[0], json_schema_extra=_yaml_only(SERVICE_ACCOUNT[0]),
+        description="the variable holding the service account's username")
+    service_account_secret_env: str = Field(
+        SERVICE_ACCOUNT[1], json_schema_extra=_yaml_only(SERVICE_ACCOUNT[1]),
+        description="the variable holding the service account's secret")
+    api_secret_env: str = Field(
+        API_SECRET, json_schema_extra=_yaml_only(API_SECRET),
+        description="the variable holding the deprecated project secret (used only when the "
+        "service account's variables are unset)")
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.timestamps is None:
+            raise ValueError(TIMESTAMPS_HELP)
+        if self.timestamps == "local" and self.project_timezone is None:
+            raise ValueError(
+                "MIXPANEL_PROJECT_TIMEZONE is required with MIXPANEL_TIMESTAMPS=local: it is "
+                "the zone Mixpanel wrote `time` in (Project Settings, 'Timezone'), such as "
+                "America/Los_Angeles")
+        self._credentials = self._credentials_set()  # refuses an incomplete one, naming the gap
+        return self
 
     @property
     def local(self) -> bool:
@@ -75,7 +130,7 @@ class MixpanelSettings:
 
     @property
     def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.project_timezone)
+        return ZoneInfo(self.project_timezone or "UTC")
 
     @property
     def partition_zone(self) -> ZoneInfo:
@@ -83,94 +138,66 @@ class MixpanelSettings:
         return self.zone if self.local else ZoneInfo("UTC")
 
     @property
-    def credential_variables(self) -> str:
-        if self.deprecated_auth is not None:
-            return API_SECRET
-        return f"{SERVICE_ACCOUNT[0]}, {SERVICE_ACCOUNT[1]} and MIXPANEL_PROJECT_ID"
+    def host(self) -> str:
+        return (self.base_url or REGION_HOSTS[self.region]).rstrip("/")
 
-    def credentials(self) -> Credentials:
-        """For ``pipeline.http.ApiClient``; the project secret goes in the username field."""
-        return Credentials(self.username, self.secret, self.credential_variables)
+    def credential_variables_in_use(self) -> tuple[str, ...]:
+        """The service account's two variables when either was set, else the project secret's."""
+        return self._credentials
+
+    def _credentials_set(self) -> tuple[str, ...]:
+        """Which variables hold the credentials; an incomplete set is refused, naming what is
+        missing (never a value)."""
+        env = current_env()
+        account = (self.service_account_username_env, self.service_account_secret_env)
+        present = [bool(env.get(name, "").strip()) for name in account]
+        if any(present):
+            missing = [name for name, there in zip(account, present, strict=True) if not there]
+            if missing:
+                raise ValueError(f"{' and '.join(missing)} must be set with the other service "
+                                 "account variable")
+            if self.project_id is None or not self.project_id.strip().isdigit():
+                raise ValueError("MIXPANEL_PROJECT_ID must be the project's numeric id (Project "
+                                 "Settings) when authenticating with a service account")
+            return account
+        if env.get(self.api_secret_env, "").strip():
+            return (self.api_secret_env,)
+        raise ValueError(
+            f"no Mixpanel credentials: set {account[0]}, {account[1]} and MIXPANEL_PROJECT_ID "
+            f"(a service account), or the deprecated {self.api_secret_env}")
+
+    @property
+    def deprecated_auth(self) -> str | None:
+        """The warning every export run logs while the deprecated project secret is used."""
+        if self.credential_variables_in_use() != (self.api_secret_env,):
+            return None
+        retired = API_SECRET_RETIRED_ON
+        return (f"{self.api_secret_env} is the project secret, which Mixpanel deprecated and "
+                f"fully retires on {retired:%B} {retired.day}, {retired.year}: create a service "
+                f"account and set {SERVICE_ACCOUNT[0]}, {SERVICE_ACCOUNT[1]} and "
+                "MIXPANEL_PROJECT_ID instead")
+
+    @property
+    def credential_names(self) -> str:
+        """How messages name the credentials in use."""
+        used = self.credential_variables_in_use()
+        if used == (self.api_secret_env,):
+            return used[0]
+        return f"{used[0]}, {used[1]} and MIXPANEL_PROJECT_ID"
+
+
+
+class MixpanelSettings(EnvSettings, MixpanelOptions):
+    """One Mixpanel project (the environment's: ``MIXPANEL_*``, present when any such variable is
+    set; a YAML project: the same keys in lower case under ``attributes:``)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", env_prefix="MIXPANEL_")
+    docs_title: ClassVar[str] = "Mixpanel"
+    error: ClassVar[type[SettingsError]] = MixpanelSettingsError
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> MixpanelSettings:
-        env = os.environ if env is None else env
-        timestamps = env.get("MIXPANEL_TIMESTAMPS", "").strip().lower()
-        if timestamps not in ("local", "utc"):
-            given = f" (it is {timestamps!r})" if timestamps else ""
-            raise MixpanelSettingsError(TIMESTAMPS_HELP.replace(
-                "must be set to", f"must be set{given} to", 1))
-        zone_name = env.get("MIXPANEL_PROJECT_TIMEZONE", "").strip()
-        if timestamps == "local" and not zone_name:
-            raise MixpanelSettingsError(
-                "MIXPANEL_PROJECT_TIMEZONE is required with MIXPANEL_TIMESTAMPS=local: it is the "
-                "zone Mixpanel wrote `time` in (Project Settings, 'Timezone'), such as "
-                "America/Los_Angeles")
-        zone_name = zone_name or "UTC"
-        try:
-            ZoneInfo(zone_name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise MixpanelSettingsError(
-                f"MIXPANEL_PROJECT_TIMEZONE={zone_name!r} is not an IANA time zone such as "
-                "America/Los_Angeles") from None
-        region = env.get("MIXPANEL_REGION", "").strip().lower() or "us"
-        if region not in REGION_HOSTS:
-            raise MixpanelSettingsError(
-                f"MIXPANEL_REGION={region!r} is not one of {', '.join(REGION_HOSTS)}")
-        base_url = (env.get("MIXPANEL_BASE_URL", "").strip() or REGION_HOSTS[region]).rstrip("/")
-        username, secret, project_id, deprecated = _auth(env)
-        raw_start = env.get("MIXPANEL_START", "").strip() or DEFAULT_START
-        try:
-            start = date.fromisoformat(raw_start)
-        except ValueError:
-            raise MixpanelSettingsError(
-                f"MIXPANEL_START={raw_start!r} is not a day of the form YYYY-MM-DD") from None
-        return cls(
-            timestamps=timestamps, project_timezone=zone_name, region=region, base_url=base_url,
-            project_id=project_id, start=start,
-            lag_days=_int(env, "MIXPANEL_LAG_DAYS", 1, 0, 30),
-            max_window_days=_int(env, "MIXPANEL_MAX_WINDOW_DAYS", 7, 1, MAX_WINDOW_DAYS),
-            settle_days=_int(env, "MIXPANEL_SETTLE_DAYS", 5, 0, 30),
-            time_in_ms=_flag(env, "MIXPANEL_TIME_IN_MS"),
-            username=username, secret=secret, deprecated_auth=deprecated)
-
-
-def _auth(env: Mapping[str, str]) -> tuple[str, str, str | None, str | None]:
-    """(username, secret, project id, deprecation warning): a service account wins."""
-    user, secret = (env.get(name, "").strip() for name in SERVICE_ACCOUNT)
-    project_id = env.get("MIXPANEL_PROJECT_ID", "").strip() or None
-    api_secret = env.get(API_SECRET, "").strip()
-    if user or secret:
-        missing = [name for name, value in zip(SERVICE_ACCOUNT, (user, secret), strict=True)
-                   if not value]
-        if missing:
-            raise MixpanelSettingsError(f"{' and '.join(missing)} must be set with the other "
-                                        "service account variable")
-        if project_id is None or not project_id.isdigit():
-            raise MixpanelSettingsError(
-                "MIXPANEL_PROJECT_ID must be the project's numeric id (Project Settings) when "
-                "authenticating with a service account")
-        return user, secret, project_id, None
-    if api_secret:
-        warning = (f"{API_SECRET} is the project secret, which Mixpanel deprecated and fully "
-                   f"retires on {API_SECRET_RETIRED_ON:%B} {API_SECRET_RETIRED_ON.day}, "
-                   f"{API_SECRET_RETIRED_ON.year}: create a service account and set "
-                   f"{SERVICE_ACCOUNT[0]}, {SERVICE_ACCOUNT[1]} and MIXPANEL_PROJECT_ID instead")
-        log.warning(warning)
-        return api_secret, "", project_id, warning
-    raise MixpanelSettingsError(
-        f"no Mixpanel credentials: set {SERVICE_ACCOUNT[0]}, {SERVICE_ACCOUNT[1]} and "
-        f"MIXPANEL_PROJECT_ID (a service account), or the deprecated {API_SECRET}")
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
-    return whole_number(env, name, default, minimum, maximum, error=MixpanelSettingsError)
-
-
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw in ("", "0", "false", "no"):
-        return False
-    if raw in ("1", "true", "yes"):
-        return True
-    raise MixpanelSettingsError(f"{name}={raw!r} is not true or false")
+    def from_env(cls, env: Any = None) -> Self:
+        settings = super().from_env(env)
+        if settings.deprecated_auth is not None:
+            log.warning(settings.deprecated_auth)
+        return settings

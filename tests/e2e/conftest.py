@@ -14,14 +14,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from assets.definitions import build_defs
-from assets.events import EVENTS, EVENTS_PARQUET, RAW_EXPORT
 from assets.partitions import partition_key
 from pipeline.amplitude.landing import AmplitudeLake
 from pipeline.amplitude.schema import EXPORT_COLUMNS, KNOWN_KEYS
-from pipeline.settings import Settings
-from resources import LakeResource
+from pipeline.lake import Lake
 from simulator import Simulator, SimulatorConfig
 from tests.conftest import DAY, SMALL
+
+# The environment's Amplitude project, as the UI and the CLI name its assets.
+RAW_EXPORT = dg.AssetKey(["amplitude", "raw_export"])
+EVENTS_PARQUET = dg.AssetKey(["amplitude", "events_parquet"])
+EVENTS = dg.AssetKey(["amplitude", "events"])
 
 TIMESTAMPS = {c.key for c in EXPORT_COLUMNS if c.duckdb_type == "TIMESTAMPTZ"}
 JSONS = {c.key for c in EXPORT_COLUMNS if c.duckdb_type == "JSON"}
@@ -52,7 +55,7 @@ class Project:
         }
 
     def defs(self) -> dg.Definitions:
-        return build_defs(Settings.from_env(self.env))
+        return build_defs(self.env)
 
     def materialize(self, first: datetime, last: datetime | None = None,
                     raise_on_error: bool = True, run_config: dict | None = None,
@@ -80,9 +83,9 @@ class Project:
     @property
     def lake(self) -> AmplitudeLake:
         """The lake as the assets see it (the resource builds it from the same settings)."""
-        env = self.env
-        return LakeResource(root=env["LAKE_ROOT"], catalog_registers_files=bool(
-            env.get("WAREHOUSE_CATALOG"))).lake()
+        env, versioned = self.env, bool(self.env.get("WAREHOUSE_CATALOG"))
+        return Lake(env["LAKE_ROOT"], versioned_tables=versioned,
+                    keep_table_versions=versioned).share(AmplitudeLake)
 
     def warehouse(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(str(self.root / "warehouse.duckdb"), read_only=True)

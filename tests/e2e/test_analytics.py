@@ -28,7 +28,6 @@ import pytest
 
 from assets.analytics import GROUP, PROJECT_DIR
 from assets.definitions import build_defs
-from pipeline.settings import Settings
 from simulator import HourProfile, Simulator, SimulatorConfig
 from tests.conftest import DAY
 from tests.e2e.conftest import Project, served_rows
@@ -313,7 +312,7 @@ class Built:
         return _REFERENCES[key]
 
     def defs(self, **env: str) -> dg.Definitions:
-        return build_defs(Settings.from_env({**self.env, **env}))
+        return build_defs({**self.env, **env})
 
     def served(self, path: str, **params: str) -> dict:
         auth = (self.sim.config.api_key, self.sim.config.secret_key)

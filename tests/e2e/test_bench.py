@@ -35,7 +35,7 @@ def test_bench_profile_says_where_the_time_goes(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     report = done.stderr
-    assert "normalize_hour" in report and "Warehouse.replace_hour" in report  # pyinstrument
+    assert "normalize_hour" in report and "load_hour" in report  # pyinstrument
     for operator in ("TABLE_SCAN READ_JSON_OBJECTS", "COPY_TO_FILE", "TABLE_SCAN READ_PARQUET",
                      "INSERT"):
         assert operator in report, operator

@@ -15,17 +15,19 @@ import dagster as dg
 import duckdb
 import pytest
 
-from assets.cohort_members import COHORT_MEMBERS, build_cohort_member_assets
-from assets.snapshots import build_snapshot_assets, snapshot_days
+from assets.amplitude.cohort_members import build_cohort_member_assets
+from assets.amplitude.snapshots import build_snapshot_assets, snapshot_days
+from assets.namespace import Names
 from pipeline.amplitude import cohort_members as cm
 from pipeline.amplitude.client import AmplitudeClient
 from pipeline.amplitude.cohorts import fetch_cohorts
+from pipeline.amplitude.settings import AmplitudeOptions
 from pipeline.lake import Lake
-from pipeline.settings import Settings
 from pipeline.snapshots import Snapshots
-from pipeline.warehouse import Warehouse
 from resources import AmplitudeExportResource, LakeResource, WarehouseResource
+from resources.storage import WarehouseProject
 from simulator import DEFAULT_COHORTS, Simulator, SimulatorConfig
+from tests.conftest import AMPLITUDE, amplitude_warehouse
 from tests.e2e.conftest import hour_metadata
 
 pytestmark = pytest.mark.slow
@@ -36,23 +38,25 @@ CONFIG = SimulatorConfig(cohort_polls_before_complete=1)
 RUN = {"ops": {"amplitude__cohort_members": {"config": {
     "poll_first_seconds": 0.02, "poll_max_seconds": 0.1, "poll_timeout_minutes": 1.0}}}}
 LISTED = [c.id for c in DEFAULT_COHORTS if not c.archived]
+COHORT_MEMBERS = dg.AssetKey(["amplitude", "cohort_members"])
 
 
 class Location:
     def __init__(self, sim: Simulator, root: Path, **settings) -> None:
         self.sim, self.root = sim, root
-        days = snapshot_days(TODAY - timedelta(days=7))
-        cohorts = next(a for a in build_snapshot_assets(days, timezone="UTC", counts_days=35)
+        days, names = snapshot_days(TODAY - timedelta(days=7)), Names(AMPLITUDE)
+        options = AmplitudeOptions(cohort_props=PROPS, **settings)
+        cohorts = next(a for a in build_snapshot_assets(names, options, days)
                        if a.key == dg.AssetKey(["amplitude", "cohorts"]))
-        members = build_cohort_member_assets(days, settings=Settings(
-            cohort_props=PROPS, lake_root=str(root / "lake"), **settings))
+        members = build_cohort_member_assets(names, options, days)
         self.assets = [cohorts, *members]
         self.resources = {
             "amplitude": AmplitudeExportResource(api_key=sim.config.api_key,
                                                  secret_key=sim.config.secret_key,
                                                  base_url=sim.url),
             "lake": LakeResource(root=str(root / "lake")),
-            "warehouse": WarehouseResource(path=str(root / "warehouse.duckdb")),
+            "warehouse": WarehouseResource(path=str(root / "warehouse.duckdb"), projects=[
+                WarehouseProject(source="amplitude", name="default")]),
         }
 
     def materialize(self, day=TODAY, assets=None, **kwargs) -> dg.ExecuteInProcessResult:
@@ -121,11 +125,11 @@ def test_a_past_day_replays_its_landing_or_is_refused(sim, tmp_path):
     where, yesterday = Location(sim, tmp_path), TODAY - timedelta(days=1)
     # yesterday's snapshot, taken yesterday (the core's `today` stands in for the calendar)
     snaps = Snapshots(Lake(tmp_path / "lake"), "amplitude")
-    warehouse = Warehouse(tmp_path / "warehouse.duckdb")
+    warehouse = amplitude_warehouse(tmp_path / "warehouse.duckdb")
 
     def history() -> cm.History:
         with warehouse.connect() as con:
-            return cm.read_history(con, datetime.now(UTC))
+            return cm.read_history(con, "amplitude", datetime.now(UTC))
 
     with AmplitudeClient(sim.url, sim.config.api_key, sim.config.secret_key) as client:
         snaps.take("cohorts", yesterday, partial(fetch_cohorts, client), today=yesterday)

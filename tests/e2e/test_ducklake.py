@@ -12,7 +12,7 @@ import pytest
 from pipeline.lake import hour_partition
 from pipeline.warehouse import Warehouse
 from simulator import Simulator, SimulatorConfig
-from tests.conftest import DAY, SMALL
+from tests.conftest import DAY, SMALL, amplitude_warehouse
 from tests.e2e.conftest import Project, served_rows, warehouse_rows
 from tests.e2e.test_snapshots import materialize, served
 
@@ -37,7 +37,7 @@ def lake_project(tmp_path, monkeypatch):
 
 def catalog(project: Project) -> Warehouse:
     env = project.env
-    return Warehouse(project.root / "unused.duckdb", catalog=env["WAREHOUSE_CATALOG"],
+    return amplitude_warehouse(project.root / "unused.duckdb", catalog=env["WAREHOUSE_CATALOG"],
                      data_path=env["WAREHOUSE_DATA_PATH"])
 
 

@@ -8,7 +8,6 @@ import dagster as dg
 import duckdb
 import pytest
 
-from assets.events import EVENTS, EVENTS_PARQUET, RAW_EXPORT
 from assets.partitions import partition_key, upload_hour_partitions
 from pipeline.amplitude.hour_checks import SPECS as HOUR_CHECKS
 from pipeline.amplitude.schema import KNOWN_KEYS
@@ -16,6 +15,9 @@ from pipeline.hours import last_ready_hour
 from simulator import Fault
 from tests.conftest import DAY, EMPTY_HOURS, SMALL
 from tests.e2e.conftest import (
+    EVENTS,
+    EVENTS_PARQUET,
+    RAW_EXPORT,
     assert_hour_matches_served,
     hour_metadata,
     make_project,

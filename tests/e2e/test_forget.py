@@ -26,20 +26,26 @@ import dagster as dg
 import duckdb
 import pytest
 
-from assets.events import EVENTS, EVENTS_PARQUET, RAW_EXPORT
 from assets.partitions import partition_key
 from pipeline.amplitude import cohort_members as cm
 from pipeline.amplitude.client import AmplitudeClient
 from pipeline.amplitude.cohorts import fetch_cohorts
-from pipeline.amplitude.lineage import landing_version_of
 from pipeline.forget import ForgetError, Ids, IdsError, compact, forget
 from pipeline.forget import landing as forget_landing
 from pipeline.forget import parquet as forget_parquet
 from pipeline.forget.__main__ import main
+from pipeline.lineage import landing_version_of
 from pipeline.snapshots import Snapshots
-from pipeline.warehouse import Warehouse
-from tests.conftest import DAY, SMALL
-from tests.e2e.conftest import event_assets, make_project, parquet_rows, warehouse_rows
+from tests.conftest import DAY, SMALL, amplitude_warehouse
+from tests.e2e.conftest import (
+    EVENTS,
+    EVENTS_PARQUET,
+    RAW_EXPORT,
+    event_assets,
+    make_project,
+    parquet_rows,
+    warehouse_rows,
+)
 
 H = timedelta(hours=1)
 HOURS = [DAY + i * H for i in range(12)]
@@ -383,11 +389,11 @@ def test_cohort_days_carried_forward_from_an_earlier_day_are_rewritten_together(
     day = today()
     sim, yesterday = project.sim, day - timedelta(days=1)
     snaps = Snapshots(project.lake, "amplitude")
-    warehouse = Warehouse(project.root / "warehouse.duckdb")
+    warehouse = amplitude_warehouse(project.root / "warehouse.duckdb")
 
     def history() -> cm.History:
         with warehouse.connect() as con:
-            return cm.read_history(con, datetime.now(UTC))
+            return cm.read_history(con, "amplitude", datetime.now(UTC))
 
     # yesterday's snapshot, taken yesterday (the core's `today` stands in for the calendar)
     with AmplitudeClient(sim.url, sim.config.api_key, sim.config.secret_key) as client:
@@ -512,7 +518,7 @@ from pipeline.forget.__main__ import main
 from pipeline.amplitude import cohort_members as cm
 from pipeline.amplitude.client import AmplitudeClient
 from pipeline.amplitude.cohorts import fetch_cohorts
-from pipeline.amplitude.lineage import landing_version_of
+from pipeline.lineage import landing_version_of
 sys.exit(main(sys.argv[4:]))
 """
 
@@ -680,7 +686,7 @@ def test_a_parquet_rewrite_keeps_rows_without_ids_and_the_files_metadata(tmp_pat
 
 def test_compacting_leaves_no_bytes_of_deleted_rows_in_the_file(tmp_path):
     path = tmp_path / "w.duckdb"
-    with Warehouse(path).connect() as con:
+    with amplitude_warehouse(path).connect() as con:
         con.execute("SET force_compression = 'uncompressed'")  # so that bytes can be searched
         con.execute("INSERT INTO amplitude._rejects SELECT TIMESTAMPTZ '2026-03-01 00:00:00+00', "
                     "'m', i, 'line-' || i || '-marker', now() FROM range(5000) t(i)")
@@ -688,15 +694,17 @@ def test_compacting_leaves_no_bytes_of_deleted_rows_in_the_file(tmp_path):
         con.execute("DELETE FROM amplitude._rejects WHERE line = 'line-4242-marker'")
         con.execute("CHECKPOINT")
     assert b"line-4242-marker" in path.read_bytes()  # deleted, and still in the file
-    with Warehouse(path).connect() as con:
+    with amplitude_warehouse(path).connect() as con:
         before = con.execute("SELECT * FROM amplitude._rejects ORDER BY line_number").fetchall()
         versions = con.execute("SELECT * FROM amplitude._schema_versions").fetchall()
     sizes = compact(path)
     assert sizes.bytes_after > 0 and b"line-4242-marker" not in path.read_bytes()
-    with Warehouse(path).connect() as con:
+    with amplitude_warehouse(path).connect() as con:
         assert con.execute("SELECT * FROM amplitude._rejects ORDER BY line_number"
                            ).fetchall() == before
         assert con.execute("SELECT * FROM amplitude._schema_versions").fetchall() == versions
         assert con.execute("SELECT count(*) FROM duckdb_views() WHERE NOT internal AND "
-                           "view_name LIKE '%_current'").fetchone() == (7,)
+                           "schema_name = 'amplitude' AND view_name LIKE '%_current'"
+                           ).fetchone() == (7,)
+        assert con.execute("SELECT count(*) FROM amplitude_all._rejects").fetchone() == (4999,)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.duckdb"]

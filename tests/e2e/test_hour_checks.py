@@ -11,9 +11,9 @@ import dagster as dg
 
 from assets.partitions import partition_key
 from pipeline.amplitude.hour_checks import SPECS, check_hour
+from pipeline.amplitude.load import LoadRecord
 from pipeline.amplitude.schema import KNOWN_KEYS
-from pipeline.warehouse import LoadRecord, Warehouse
-from tests.conftest import DAY
+from tests.conftest import DAY, amplitude_warehouse
 from tests.e2e.conftest import Project
 
 H = timedelta(hours=1)
@@ -98,13 +98,13 @@ def test_an_accepted_drop_still_shows_as_a_warning(project):
 
 def test_rows_that_differ_from_the_file_and_the_ledger_fail_the_check(project):
     assert project.materialize(FIRST).success
-    warehouse = Warehouse(project.root / "warehouse.duckdb")
+    warehouse = amplitude_warehouse(project.root / "warehouse.duckdb")
     with warehouse.connect() as con:
         con.execute("DELETE FROM amplitude.events WHERE uuid = (SELECT min(uuid) FROM "
                     "amplitude.events)")  # as a stray DELETE by hand would
         loads = con.execute("SELECT rows FROM amplitude._loads").fetchone()
         outcomes = {o.name: o for o in check_hour(
-            con, FIRST, project.lake.events_file(FIRST),
+            con, "amplitude", FIRST, project.lake.events_file(FIRST),
             LoadRecord(upload_hour=FIRST, archive_members=1, bytes_downloaded=1,
                        request_window="w", window_requests=1, fetch_seconds=0.0,
                        rows=loads[0], rows_added=loads[0]), max_drop_share=0.1)}

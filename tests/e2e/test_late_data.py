@@ -7,10 +7,9 @@ from datetime import timedelta
 
 import dagster as dg
 
-from assets.events import EVENTS
 from assets.partitions import partition_key
 from tests.conftest import DAY
-from tests.e2e.conftest import assert_hour_matches_served, hour_metadata
+from tests.e2e.conftest import EVENTS, assert_hour_matches_served, hour_metadata
 
 H = timedelta(hours=1)
 HOUR = DAY + 8 * H

@@ -19,13 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from assets.definitions import build_defs
-from assets.mixpanel import EVENTS, EVENTS_PARQUET, RAW_EXPORT
-from assets.mixpanel_defs import settings_from_env
 from pipeline.lake import Lake
 from pipeline.mixpanel import landing
+from pipeline.mixpanel.landing import MixpanelLake
 from pipeline.mixpanel.schema import EVENT_COLUMNS, PROMOTED
-from pipeline.settings import Settings
-from resources import LakeResource
 from simulator import MixpanelConfig, MixpanelSimulator
 from simulator.mixpanel_data import EPOCH, Served
 from tests.e2e.conftest import hour_metadata
@@ -33,6 +30,8 @@ from tests.e2e.conftest import hour_metadata
 FALL = date(2026, 11, 1)  # Los Angeles falls back at 02:00: 01:00-02:00 happens twice
 SPRING = date(2026, 3, 8)  # and springs forward at 02:00: 02:00-03:00 never happens
 ZONE = "America/Los_Angeles"
+RAW_EXPORT, EVENTS_PARQUET, EVENTS = (dg.AssetKey(["mixpanel", name]) for name in (
+    "raw_export", "events_parquet", "events"))  # the environment's project
 MIXPANEL_KEYS = {RAW_EXPORT, EVENTS_PARQUET, EVENTS}
 # Short timeouts and backoff: a hung simulator costs seconds, not the export's ten minutes.
 FAST = {"connect_timeout_seconds": 2.0, "read_timeout_seconds": 5.0, "max_attempts": 3,
@@ -72,7 +71,7 @@ class MixpanelProject:
 
     def defs(self) -> dg.Definitions:
         env = self.env
-        return build_defs(Settings.from_env(env), settings_from_env(env))
+        return build_defs(env)
 
     def resources(self, defs: dg.Definitions) -> dict[str, Any]:
         resources = dict(defs.resources)
@@ -94,8 +93,8 @@ class MixpanelProject:
                               tags=tags, raise_on_error=raise_on_error, run_config=run_config)
 
     @property
-    def lake(self) -> Lake:
-        return LakeResource(root=self.env["LAKE_ROOT"]).lake()
+    def lake(self) -> MixpanelLake:
+        return Lake(self.env["LAKE_ROOT"]).share(MixpanelLake)
 
     def warehouse(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(str(self.root / "warehouse.duckdb"), read_only=True)
@@ -397,8 +396,7 @@ def test_the_deprecated_project_secret_works_and_warns(tmp_path, monkeypatch):
 
 def test_without_mixpanel_variables_the_code_location_has_no_mixpanel(tmp_path):
     env = {"WAREHOUSE_PATH": str(tmp_path / "w.duckdb"), "LAKE_ROOT": str(tmp_path / "lake")}
-    assert settings_from_env(env) is None
-    defs = build_defs(Settings.from_env(env), settings_from_env(env))
+    defs = build_defs(env)
     assert not any(k.path[0] == "mixpanel" for a in defs.assets for k in a.keys)
     with pytest.raises(ValueError, match="MIXPANEL_TIMESTAMPS"):
-        settings_from_env({**env, "MIXPANEL_API_SECRET": "a-secret-1234"})
+        build_defs({**env, "MIXPANEL_API_SECRET": "a-secret-1234"})

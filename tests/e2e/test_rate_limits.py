@@ -8,7 +8,6 @@ import dagster as dg
 import pytest
 
 from assets.definitions import build_defs
-from pipeline.settings import Settings
 from simulator import Simulator, SimulatorConfig
 from simulator.limits import RateLimits
 from tests.conftest import DAY, SMALL
@@ -37,7 +36,7 @@ def test_two_concurrent_runs_share_the_limits_and_never_meet_a_429(tmp_path):
                    "LAKE_ROOT": str(tmp_path / name / "lake"),
                    "LIMITS_PATH": str(tmp_path / "limits.sqlite"),  # one machine, one limiter
                    "AMPLITUDE_RATE_LIMITS": CLIENT_LIMITS}
-            defs = build_defs(Settings.from_env(env))
+            defs = build_defs(env)
             keys = {dg.AssetKey(["amplitude", "taxonomy_event_types"]),
                     dg.AssetKey(["amplitude", "taxonomy_event_properties"])}
             with pytest.MonkeyPatch.context() as patch:

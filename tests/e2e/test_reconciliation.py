@@ -7,12 +7,10 @@ import duckdb
 import pytest
 
 from assets.definitions import build_defs
-from assets.events import EVENTS
 from assets.partitions import partition_key
-from pipeline.settings import Settings
 from simulator import Simulator, SimulatorConfig
 from tests.conftest import DAY, SMALL
-from tests.e2e.conftest import event_assets
+from tests.e2e.conftest import EVENTS, event_assets
 
 pytestmark = pytest.mark.slow
 TODAY = datetime.now(UTC).date()
@@ -36,7 +34,7 @@ def reconciled(tmp_path, monkeypatch):
         }
         for key, value in env.items():
             monkeypatch.setenv(key, value)
-        defs = build_defs(Settings.from_env(env))
+        defs = build_defs(env)
         loaded = dg.materialize(event_assets(defs), resources=defs.resources, instance=instance,
                                 tags={"dagster/asset_partition_range_start": partition_key(FIRST),
                                       "dagster/asset_partition_range_end": partition_key(LAST)})

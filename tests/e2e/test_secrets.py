@@ -13,8 +13,8 @@ from pyarrow import fs
 
 from assets.alerts import alert_on_failed_checks, alert_on_run_failure
 from assets.definitions import build_defs
-from assets.mixpanel_defs import settings_from_env as mixpanel_settings
-from pipeline.settings import CREDENTIALS, Settings
+from pipeline.configuration import credentials
+from pipeline.settings import SharedSettings
 from resources import LakeResource
 from simulator import Fault, MixpanelConfig, MixpanelSimulator, Simulator, SimulatorConfig
 from tests.conftest import DAY, SMALL
@@ -42,7 +42,7 @@ MIXPANEL_DAY = "2026-11-01"  # Los Angeles falls back: the repeated hour is in i
 def secrets_in(env: dict[str, str]) -> dict[str, str]:
     """Every credential's value, the password of a base URL that carries one, and the password
     inside a DuckLake catalog string."""
-    found = {name: env[name] for name in CREDENTIALS if name in env}
+    found = {name: env[name] for name in credentials() if name in env}
     password = urlsplit(env["AMPLITUDE_BASE_URL"]).password
     if password:
         found["AMPLITUDE_BASE_URL password"] = password
@@ -53,7 +53,7 @@ def secrets_in(env: dict[str, str]) -> dict[str, str]:
 
 
 def test_every_credential_is_given_a_value_by_one_of_the_tests():
-    assert set(CREDENTIALS) == LOCAL | DISTRIBUTED
+    assert set(credentials()) == LOCAL | DISTRIBUTED
 
 
 def test_no_credential_appears_anywhere_on_any_path(tmp_path, caplog, monkeypatch):
@@ -115,13 +115,12 @@ def check_no_credential_shows(tmp_path, caplog, monkeypatch, extra: dict[str, st
         secrets = secrets_in(env) | {"a wrong secret": "wrong-5e0f7a-credential",
                                      "a wrong Mixpanel secret": "mp-wrong-31c8-credential"} | (
             refused or {})
-        defs = build_defs(Settings.from_env(env), mixpanel_settings(env))
+        defs = build_defs(env)
         today = datetime.now(UTC).date().isoformat()
 
         def run(assets, partition, **kwargs):
             now = dict(os.environ)
-            return dg.materialize(assets, resources=build_defs(
-                Settings.from_env(now), mixpanel_settings(now)).resources, instance=instance,
+            return dg.materialize(assets, resources=build_defs(now).resources, instance=instance,
                 partition_key=partition, raise_on_error=False, **kwargs)
 
         hour = BUSY.strftime("%Y-%m-%d-%H:%M")
@@ -172,7 +171,7 @@ def check_no_credential_shows(tmp_path, caplog, monkeypatch, extra: dict[str, st
         }
         lake_text, objects = "", []
         if read_lake is not None:  # every object in the bucket, names and bytes
-            store = LakeResource(root=Settings.from_env(env).lake_root).lake()
+            store = LakeResource(root=SharedSettings.from_env(env).lake_root).lake()
             infos = store.fs.get_file_info(fs.FileSelector(str(store.root), recursive=True))
             names = [i.path for i in infos if i.type == fs.FileType.File]
             objects = [bytes(store.fs.open_input_stream(n).read()) for n in names]

@@ -9,7 +9,6 @@ import httpx
 import pytest
 
 from assets.definitions import build_defs
-from pipeline.settings import Settings
 from simulator import Simulator, SimulatorConfig
 from tests.conftest import DAY, SMALL
 
@@ -38,7 +37,7 @@ def project(tmp_path):
 
 
 def materialize(env, names, day, instance, raise_on_error=True):
-    defs = build_defs(Settings.from_env(env))
+    defs = build_defs(env)
     wanted = {dg.AssetKey(["amplitude", n]) for n in names}
     assets = [a for a in defs.assets if set(a.keys) & wanted]
     with pytest.MonkeyPatch.context() as patch:

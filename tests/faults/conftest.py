@@ -20,7 +20,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from pipeline.settings import CREDENTIALS
+from pipeline.configuration import credentials
 from simulator import Simulator
 from tests.conftest import DAY, SMALL
 from tests.e2e.conftest import Project, assert_hour_matches_served, make_project
@@ -108,10 +108,10 @@ def failures(result: dg.ExecuteInProcessResult) -> str:
 
 
 def assert_no_secrets(project: Project, *texts: str) -> None:
-    """No credential the project reads (``pipeline.settings.CREDENTIALS``), nor the Basic token
+    """No credential the project reads (``pipeline.settings.credentials()``), nor the Basic token
     made of them, appears in ``texts``."""
     env = {**os.environ, **project.env}
-    values = {name: env[name] for name in CREDENTIALS if env.get(name)}  # unset: cannot leak
+    values = {name: env[name] for name in credentials() if env.get(name)}  # unset: cannot leak
     key, secret = env["AMPLITUDE_API_KEY"], env["AMPLITUDE_SECRET_KEY"]
     values["the Basic token"] = base64.b64encode(f"{key}:{secret}".encode()).decode()
     for text in texts:

@@ -114,9 +114,8 @@ def test_a_blank_line_is_skipped(fault_project):
 
 @pytest.mark.xfail(strict=True, reason="normalize does not count blank lines yet: reported")
 def test_a_blank_line_is_counted_in_metadata(fault_project):
-    from assets.events import EVENTS_PARQUET
     from assets.partitions import partition_key
-    from tests.e2e.conftest import hour_metadata
+    from tests.e2e.conftest import EVENTS_PARQUET, hour_metadata
 
     fault_project.sim.inject_always(Fault.insert_line(b"", hour=BUSY, member=1, at=5))
     result = fault_project.materialize(BUSY)

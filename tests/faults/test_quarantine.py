@@ -5,10 +5,10 @@ from __future__ import annotations
 import gzip
 from datetime import timedelta
 
-from assets.events import EVENTS_PARQUET
 from assets.partitions import partition_key
 from tests.conftest import DAY, SMALL
 from tests.e2e.conftest import (
+    EVENTS_PARQUET,
     failure_text,
     hour_metadata,
     make_project,

@@ -18,14 +18,14 @@ JOB = "dask_backfill"
 
 def backfill_job() -> dg.JobDefinition:
     from assets.definitions import build_defs
-    from assets.distributed import executor_from_env
-    from assets.events import EVENTS, EVENTS_PARQUET, RAW_EXPORT
-    from pipeline.settings import Settings
+    from assets.distributed import executor_for
+    from pipeline.settings import SharedSettings
+    from tests.e2e.conftest import EVENTS, EVENTS_PARQUET, RAW_EXPORT
 
-    executor = executor_from_env(os.environ)
+    executor = executor_for(SharedSettings.from_env())
     if executor is None:
         raise RuntimeError("set DAGSTER_EXECUTOR=dask and DASK_SCHEDULER_ADDRESS")
-    defs = build_defs(Settings.from_env(os.environ))
+    defs = build_defs(os.environ)
     keys = {RAW_EXPORT, EVENTS_PARQUET, EVENTS}
     assets = [a for a in defs.assets
               if isinstance(a, dg.AssetsDefinition) and set(a.keys) & keys]

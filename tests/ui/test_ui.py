@@ -19,10 +19,9 @@ import duckdb
 import pytest
 
 from assets.definitions import build_defs
-from assets.events import EVENTS
 from assets.partitions import partition_key
-from pipeline.settings import Settings
 from tests.conftest import DAY, SMALL
+from tests.e2e.conftest import EVENTS
 from tests.ui.conftest import (
     ARTIFACTS,
     DagsterUI,
@@ -253,7 +252,7 @@ def test_the_ui_lists_the_definitions_runs_a_partition_and_shows_the_asset_page(
 ) -> None:
     ui = dagster_ui
     started = time.monotonic()
-    defs = build_defs(Settings.from_env(ui.env))
+    defs = build_defs(ui.env)
 
     # 1. The code location loaded, and lists exactly what the Definitions object holds.
     location, repository = the_repository(ui)

@@ -27,8 +27,8 @@ from pipeline.amplitude.cohorts import fetch_cohorts
 from pipeline.http import RetryPolicy, Timeouts
 from pipeline.lake import Lake
 from pipeline.snapshots import Snapshots
-from pipeline.warehouse import Warehouse
 from simulator import Cohort, Simulator, SimulatorConfig
+from tests.conftest import amplitude_warehouse
 
 FAST = cm.Polling(timeout_seconds=10, first_seconds=0.01, max_seconds=0.05)
 COHORTS = (
@@ -173,11 +173,11 @@ class Day:
     def __init__(self, sim: Simulator, root: Path) -> None:
         self.sim, self.root = sim, root
         self.snaps = Snapshots(Lake(root / "lake"), "amplitude")
-        self.warehouse = Warehouse(root / "warehouse.duckdb")
+        self.warehouse = amplitude_warehouse(root / "warehouse.duckdb")
 
     def history(self) -> cm.History:
         with self.warehouse.connect() as con:
-            return cm.read_history(con, datetime.now(UTC))
+            return cm.read_history(con, "amplitude", datetime.now(UTC))
 
     def take(self, day: date = TODAY, load: bool = True, **options) -> tuple[int, object]:
         with client_for(self.sim) as client:
@@ -190,8 +190,7 @@ class Day:
         with engine.connect() as con, self.snaps.staged_table_file(cm.TABLE, day) as out:
             cm.write_members(con, self.snaps, landing, out)
         with self.warehouse.connect() as con:
-            rows = cm.load_members(self.warehouse, con, landing,
-                                   self.snaps.table_url(cm.TABLE, day))
+            rows = cm.load_members(self.snaps, con, landing)
         return rows, landing
 
     def rows(self, day: date = TODAY) -> dict[str, set[tuple]]:

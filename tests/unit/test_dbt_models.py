@@ -22,8 +22,9 @@ import pytest
 import yaml
 
 from assets.analytics import build_analytics_assets, prepare_manifest
-from pipeline.settings import Settings
+from pipeline.source import Project
 from resources import WarehouseResource
+from resources.storage import WarehouseProject
 
 pytestmark = pytest.mark.slow
 
@@ -133,9 +134,12 @@ def no_network(monkeypatch) -> Iterator[list[str]]:
 
 
 def build(path: Path) -> dg.ExecuteInProcessResult:
-    assets = build_analytics_assets(Settings(project_timezone=ZONE, warehouse_path=path))
+    project = Project.named("amplitude", "default", ZONE)
+    assets = build_analytics_assets([project])
+    warehouse = WarehouseResource(path=str(path), projects=[WarehouseProject(
+        source="amplitude", name="default", timezone=ZONE)])
     with dg.instance_for_test() as instance:
-        return dg.materialize(assets, resources={"warehouse": WarehouseResource(path=str(path))},
+        return dg.materialize(assets, resources={"warehouse": warehouse},
                               instance=instance, raise_on_error=False)
 
 
@@ -278,7 +282,7 @@ def test_the_manifest_is_parsed_when_missing_or_stale_and_only_then(tmp_path, no
     assert manifest == project / "target" / "manifest.json" and manifest.exists()
     parsed = manifest.stat().st_mtime_ns
     assert prepare_manifest(project).stat().st_mtime_ns == parsed  # fresh: not parsed again
-    model = project / "models" / "sessions_per_user.sql"
+    model = project / "models" / "amplitude" / "sessions_per_user.sql"
     model.write_text(model.read_text() + "\n-- edited\n")
     assert prepare_manifest(project).stat().st_mtime_ns > parsed
     assert not list((project / "target").glob(".parse-*"))

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from assets.analytics import DBT_ENV, dbt_executable, warehouse_env
-from pipeline.warehouse import Warehouse
+from pipeline.amplitude.load import load_hour
+from tests.conftest import amplitude_warehouse
 from tests.unit.test_dbt_models import no_network  # noqa: F401  (a fixture)
 from tests.unit.test_ducklake_warehouse import H0, H1, Lake, lines, record
 
@@ -21,13 +22,13 @@ PROJECT = Path(__file__).resolve().parents[2] / "analytics"
 def test_dbt_build_makes_every_model_on_a_ducklake_catalog(tmp_path, kind, no_network):  # noqa: F811
     catalog = (f"sqlite:{tmp_path / 'catalog.sqlite'}" if kind == "sqlite"
                else str(tmp_path / "meta.ducklake"))
-    warehouse = Warehouse(tmp_path / "w.duckdb", catalog=catalog,
+    warehouse = amplitude_warehouse(tmp_path / "w.duckdb", catalog=catalog,
                           data_path=str(tmp_path / "ducklake"))
     (tmp_path / "in").mkdir()
     lake = Lake(tmp_path)
     with warehouse.connect() as con:
-        warehouse.replace_hour(con, lake.hour(H0, lines(H0, 40)), record(H0))
-        warehouse.replace_hour(con, lake.hour(H1, lines(H1, 25)), record(H1))
+        load_hour(con, "amplitude", lake.hour(H0, lines(H0, 40)), record(H0))
+        load_hour(con, "amplitude", lake.hour(H1, lines(H1, 25)), record(H1))
         served = con.execute("SELECT count(DISTINCT uuid) FROM amplitude.events").fetchone()
     project = tmp_path / "analytics"
     shutil.copytree(PROJECT, project, ignore=shutil.ignore_patterns("target", "logs"))
@@ -53,9 +54,9 @@ def test_dbt_build_makes_every_model_on_a_ducklake_catalog(tmp_path, kind, no_ne
 
 
 def test_the_dbt_environment_keeps_the_password_out_of_the_catalog(tmp_path):
-    warehouse = Warehouse(tmp_path / "w.duckdb",
+    warehouse = amplitude_warehouse(tmp_path / "w.duckdb",
                           catalog="postgres:dbname=lake host=db user=loader password=Pw-9-secret")
     env = warehouse_env(warehouse)
     assert "Pw-9-secret" not in env["WAREHOUSE_CATALOG"] and env["PGPASSWORD"] == "Pw-9-secret"
     assert env["WAREHOUSE_CATALOG"].startswith("postgres:dbname=lake host=db")
-    assert warehouse_env(Warehouse(tmp_path / "w.duckdb"))["WAREHOUSE_CATALOG"] == ""
+    assert warehouse_env(amplitude_warehouse(tmp_path / "w.duckdb"))["WAREHOUSE_CATALOG"] == ""

@@ -12,10 +12,15 @@ import duckdb
 import pytest
 
 from pipeline import ducklake, migrations
+from pipeline.amplitude.load import LoadRecord, load_hour
+from pipeline.amplitude.migrations import LATEST_VERSION, project_schema
 from pipeline.amplitude.normalize import normalize_hour
-from pipeline.warehouse import LoadRecord, Warehouse, WarehouseError, WarehouseLocked
+from pipeline.lake import Lake as LakeRoot
+from pipeline.partition_swap import replace_partition
+from pipeline.snapshots import SnapshotLanding, Snapshots
+from pipeline.warehouse import Warehouse, WarehouseError, WarehouseLocked
 from simulator import hour_lines
-from tests.conftest import write_member
+from tests.conftest import amplitude_warehouse, write_member
 
 H0 = datetime(2026, 3, 1, 7, tzinfo=UTC)
 H1 = H0 + timedelta(hours=1)
@@ -58,7 +63,7 @@ def lake(tmp_path) -> Lake:
 
 
 def make(tmp_path, catalog, **kwargs) -> Warehouse:
-    return Warehouse(tmp_path / "w.duckdb", catalog=catalog,
+    return amplitude_warehouse(tmp_path / "w.duckdb", catalog=catalog,
                      data_path=str(tmp_path / "ducklake"), **kwargs)
 
 
@@ -74,34 +79,37 @@ def registered(con):
 
 
 def columns(con):
-    return con.execute("SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE "
-                       "database_name = current_database() ORDER BY table_name, column_index"
-                       ).fetchall()
+    return con.execute("SELECT schema_name, table_name, column_name, data_type FROM "
+                       "duckdb_columns() WHERE database_name = current_database() "
+                       "ORDER BY schema_name, table_name, column_index").fetchall()
 
 
 def test_a_fresh_catalog_gets_the_files_tables_and_columns(tmp_path, catalog):
     with make(tmp_path, catalog).connect() as con:
         assert ducklake.is_ducklake(con)
-        assert migrations.current_version(con) == migrations.LATEST_VERSION
+        assert migrations.current_version(con, "amplitude") == LATEST_VERSION
         on_ducklake = columns(con)
-    with Warehouse(tmp_path / "file.duckdb").connect() as con:
+    with amplitude_warehouse(tmp_path / "file.duckdb").connect() as con:
         assert not ducklake.is_ducklake(con)
         assert columns(con) == on_ducklake
     with make(tmp_path, catalog).connect() as con:  # a second open has nothing to do
-        assert migrations.upgrade(con) == []
+        assert migrations.upgrade(con, project_schema("amplitude")) == []
+        # the all-projects views are there too, with the project's name in front
+        assert con.execute("SELECT project, count(*) FROM amplitude_all.events GROUP BY ALL"
+                           ).fetchall() == []
 
 
 def test_an_hour_is_registered_in_place_and_a_rerun_leaves_the_same_rows(tmp_path, catalog, lake):
     warehouse = make(tmp_path, catalog)
     a, b = lake.hour(H0, lines(H0, 40)), lake.hour(H1, lines(H1, 25))
     with warehouse.connect() as con:
-        first = warehouse.replace_hour(con, a, record(H0))
-        warehouse.replace_hour(con, b, record(H1))
+        first = load_hour(con, "amplitude", a, record(H0))
+        load_hour(con, "amplitude", b, record(H1))
         before = hours(con)
         assert [r[1] for r in before] == [40, 25]
         assert (first.rows, first.rows_added, first.rows_removed, first.rows_changed) == \
             (40, 40, 0, 0)
-        again = warehouse.replace_hour(con, a, record(H0))
+        again = load_hour(con, "amplitude", a, record(H0))
         assert hours(con) == before
         assert (again.rows, again.rows_added, again.rows_removed, again.rows_changed) == \
             (40, 0, 0, 0)
@@ -129,10 +137,10 @@ def test_a_new_version_replaces_the_rows_and_the_old_one_stays_readable(tmp_path
     first, second = lake.hour(H0, served), lake.hour(H0, revised)
     warehouse = make(tmp_path, catalog)
     with warehouse.connect() as con:
-        warehouse.replace_hour(con, first, record(H0))
+        load_hour(con, "amplitude", first, record(H0))
         version = ducklake.current_snapshot(con)
         old = con.execute("SELECT uuid, event_type FROM amplitude.events ORDER BY uuid").fetchall()
-        late = warehouse.replace_hour(con, second, record(H0))
+        late = load_hour(con, "amplitude", second, record(H0))
         assert (late.rows, late.rows_added, late.rows_removed, late.rows_changed) == (27, 5, 8, 2)
         assert con.execute("SELECT count(*) FROM amplitude.events").fetchone() == (27,)
         assert registered(con) == [second.name]
@@ -150,12 +158,12 @@ def test_expiring_snapshots_deletes_only_superseded_files(tmp_path, catalog, lak
     first, second = lake.hour(H0, lines(H0, 40)), lake.hour(H0, lines(H0, 30))
     warehouse = make(tmp_path, catalog)
     with warehouse.connect() as con:
-        warehouse.replace_hour(con, first, record(H0))
-        warehouse.replace_hour(con, second, record(H0))
-        warehouse.replace_hour(con, second, record(H0))  # a re-run with the same file
+        load_hour(con, "amplitude", first, record(H0))
+        load_hour(con, "amplitude", second, record(H0))
+        load_hour(con, "amplitude", second, record(H0))  # a re-run with the same file
         with pytest.raises(WarehouseError, match=r"registered in amplitude.events before.*new "
                                                  r"name"):
-            warehouse.replace_hour(con, first, record(H0))
+            load_hour(con, "amplitude", first, record(H0))
         con.execute("CALL ducklake_expire_snapshots('warehouse', older_than => now())")
         con.execute("CALL ducklake_cleanup_old_files('warehouse', cleanup_all => true)")
         assert not first.exists() and second.exists()
@@ -167,7 +175,7 @@ def test_a_failed_swap_keeps_the_rows_and_the_file_registered(tmp_path, catalog,
     warehouse = make(tmp_path, catalog)
     good = lake.hour(H0, lines(H0, 40))
     with warehouse.connect() as con:
-        warehouse.replace_hour(con, good, record(H0))
+        load_hour(con, "amplitude", good, record(H0))
         before, version = hours(con), ducklake.current_snapshot(con)
 
         def ledger_fails(rows):
@@ -175,34 +183,34 @@ def test_a_failed_swap_keeps_the_rows_and_the_file_registered(tmp_path, catalog,
 
         newer = lake.hour(H0, lines(H0, 35))
         with pytest.raises(RuntimeError, match="disk on fire"):
-            warehouse.replace_partition(con, "amplitude.events", "_upload_hour", H0, newer,
-                                        what="upload hour", record=ledger_fails)
+            replace_partition(con, "amplitude.events", "_upload_hour", H0, newer,
+                              what="upload hour", record=ledger_fails)
         assert hours(con) == before and registered(con) == [good.name]
         wrong_hour = lake.hour(H1, lines(H1, 12))
         with pytest.raises(WarehouseError, match=r"upload hour 2026-03-01T07.*12 rows, only 0"):
-            warehouse.replace_hour(con, wrong_hour, record(H0))
+            load_hour(con, "amplitude", wrong_hour, record(H0))
         assert hours(con) == before and registered(con) == [good.name]
         assert ducklake.current_snapshot(con) == version
         assert con.execute("SELECT rows FROM amplitude._loads").fetchall() == [(40,)]
 
 
 def test_the_row_drop_guard_holds_on_ducklake(tmp_path, catalog, lake):
-    from pipeline.warehouse import RowDropRefused
+    from pipeline.partition_swap import RowDropRefused
 
     warehouse = make(tmp_path, catalog)
     with warehouse.connect() as con:
-        warehouse.replace_hour(con, lake.hour(H0, lines(H0, 40)), record(H0))
+        load_hour(con, "amplitude", lake.hour(H0, lines(H0, 40)), record(H0))
         with pytest.raises(RowDropRefused):
-            warehouse.replace_hour(con, lake.hour(H0, lines(H0, 10)), record(H0),
-                                   max_drop_share=0.1)
+            load_hour(con, "amplitude", lake.hour(H0, lines(H0, 10)), record(H0),
+                      max_drop_share=0.1)
         assert con.execute("SELECT count(*) FROM amplitude.events").fetchone() == (40,)
 
 
 def test_an_empty_hour_registers_nothing(tmp_path, catalog, lake):
     warehouse = make(tmp_path, catalog)
     with warehouse.connect() as con:
-        warehouse.replace_hour(con, lake.hour(H0, lines(H0, 40)), record(H0))
-        empty = warehouse.replace_hour(con, lake.hour(H0, []), record(H0))
+        load_hour(con, "amplitude", lake.hour(H0, lines(H0, 40)), record(H0))
+        empty = load_hour(con, "amplitude", lake.hour(H0, []), record(H0))
         assert (empty.rows, empty.rows_removed) == (0, 40)
         assert registered(con) == []
         assert con.execute("SELECT rows FROM amplitude._loads").fetchall() == [(0,)]
@@ -211,16 +219,16 @@ def test_an_empty_hour_registers_nothing(tmp_path, catalog, lake):
 def test_a_snapshot_day_is_copied_since_its_file_name_is_reused(tmp_path, catalog):
     warehouse = make(tmp_path, catalog)
     day = date(2026, 3, 1)
-    parquet = tmp_path / "daily_counts.parquet"
+    snaps = Snapshots(LakeRoot(tmp_path / "lake"), "amplitude")  # fixed names: one per day
+    landing = SnapshotLanding("daily_counts", day, "v1", [], 1, fetched_at=H0)
     with warehouse.connect() as con:
         for events in (5, 7):  # the same file, rewritten: the second take of the day
-            con.execute(f"COPY (SELECT DATE '2026-03-01' AS snapshot_date, DATE '2026-02-28' AS "
-                        f"event_date, 1::BIGINT AS active_users, 1::BIGINT AS new_users, "
-                        f"{events}::BIGINT AS events, 'UTC' AS timezone) TO '{parquet}' "
-                        "(FORMAT parquet)")
-            rows = warehouse.replace_snapshot(con, "daily_counts", day, parquet, requests=1,
-                                              landing_version="v1", fetched_at=H0)
-            assert rows == 1
+            with snaps.staged_table_file("daily_counts", day) as parquet:
+                con.execute(f"COPY (SELECT DATE '2026-03-01' AS snapshot_date, DATE '2026-02-28' "
+                            f"AS event_date, 1::BIGINT AS active_users, 1::BIGINT AS new_users, "
+                            f"{events}::BIGINT AS events, 'UTC' AS timezone) TO '{parquet}' "
+                            "(FORMAT parquet)")
+            assert snaps.load(con, "daily_counts", landing) == 1
         assert con.execute("SELECT events FROM amplitude.daily_counts_current").fetchall() == \
             [(7,)]
         assert con.execute("SELECT table_name, rows FROM amplitude._snapshot_loads").fetchall() \
@@ -229,12 +237,14 @@ def test_a_snapshot_day_is_copied_since_its_file_name_is_reused(tmp_path, catalo
 
 def test_two_warehouses_on_one_sqlite_catalog_read_and_write(tmp_path, lake):
     catalog = f"sqlite:{tmp_path / 'catalog.sqlite'}"
-    writer, reader = make(tmp_path, catalog), Warehouse(
+    writer, reader = make(tmp_path, catalog), amplitude_warehouse(
         tmp_path / "reader.duckdb", catalog=catalog, data_path=str(tmp_path / "ducklake"))
     with writer.connect() as con:
-        writer.replace_hour(con, lake.hour(H0, lines(H0, 40)), record(H0))
-    script = ("import sys; from pathlib import Path; from pipeline.warehouse import Warehouse\n"
-              "w = Warehouse(Path(sys.argv[1]), catalog=sys.argv[2], data_path=sys.argv[3])\n"
+        load_hour(con, "amplitude", lake.hour(H0, lines(H0, 40)), record(H0))
+    script = ("import sys; from pathlib import Path; from tests.conftest import "
+              "amplitude_warehouse\n"
+              "w = amplitude_warehouse(Path(sys.argv[1]), catalog=sys.argv[2], "
+              "data_path=sys.argv[3])\n"
               "with w.connect() as con:\n"
               "    print(con.execute('SELECT count(*) FROM amplitude.events').fetchone()[0])\n")
     with reader.connect() as analyst:  # an analyst's session stays open while another loads
@@ -249,8 +259,8 @@ def test_two_warehouses_on_one_sqlite_catalog_read_and_write(tmp_path, lake):
 HOLD = """
 import sys, time
 from pathlib import Path
-from pipeline.warehouse import Warehouse
-with Warehouse(Path(sys.argv[1]), catalog=sys.argv[2], data_path=sys.argv[3]).connect():
+from tests.conftest import amplitude_warehouse
+with amplitude_warehouse(Path(sys.argv[1]), catalog=sys.argv[2], data_path=sys.argv[3]).connect():
     print("attached", flush=True)
     time.sleep(30)
 """
@@ -286,7 +296,7 @@ def test_the_catalog_password_never_shows(tmp_path):
 
 def test_a_catalog_string_is_checked(tmp_path):
     with pytest.raises(ducklake.CatalogError, match=r"password=\*\*\*"):
-        Warehouse(tmp_path / "w.duckdb", catalog="mysql:password=abc host=x")
+        amplitude_warehouse(tmp_path / "w.duckdb", catalog="mysql:password=abc host=x")
     assert ducklake.Catalog.parse(f"ducklake:sqlite:{tmp_path}/c.sqlite").kind == "sqlite"
     plain, password = ducklake.Catalog.parse(
         "postgres:dbname=x password='a b' host=h").without_password()
@@ -297,17 +307,18 @@ def test_a_postgres_catalog_loads_and_hides_a_wrong_password(tmp_path, lake, pos
     warehouse = make(tmp_path, f"postgres:{postgres_dsn.dsn}")
     first, second = lake.hour(H0, lines(H0, 40)), lake.hour(H0, lines(H0, 30))
     with warehouse.connect() as con:
-        warehouse.replace_hour(con, first, record(H0))
+        load_hour(con, "amplitude", first, record(H0))
         version = ducklake.current_snapshot(con)
-        warehouse.replace_hour(con, second, record(H0))
+        load_hour(con, "amplitude", second, record(H0))
         assert con.execute("SELECT count(*) FROM amplitude.events").fetchone() == (30,)
         assert con.execute(f"SELECT count(*) FROM amplitude.events AT (VERSION => {version})"
                            ).fetchone() == (40,)
         assert registered(con) == [second.name]
     password = postgres_dsn.server.password
     plain, moved = warehouse.catalog.without_password()  # as dbt gets it (assets/analytics.py)
-    script = ("import sys; from pathlib import Path; from pipeline.warehouse import Warehouse\n"
-              "w = Warehouse(Path(sys.argv[1]), catalog=sys.argv[2])\n"
+    script = ("import sys; from pathlib import Path; from tests.conftest import "
+              "amplitude_warehouse\n"
+              "w = amplitude_warehouse(Path(sys.argv[1]), catalog=sys.argv[2])\n"
               "with w.connect() as con:\n"
               "    print(con.execute('SELECT count(*) FROM amplitude.events').fetchone()[0])\n")
     other = subprocess.run([sys.executable, "-c", script, str(tmp_path / "x.duckdb"), plain],

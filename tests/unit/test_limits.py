@@ -228,7 +228,7 @@ def test_amplitude_windows_wait_or_fail_at_once_when_room_comes_too_late() -> No
             pass
     assert clock.now == start  # 60 requests in ten minutes pass without waiting
     late = refused(limiter, groups_for("cohorts"))  # room comes only after the 300 s bound
-    assert "'cohorts' is full (60 requests per 600 s)" in str(late)
+    assert "'amplitude:cohorts' is full (60 requests per 600 s)" in str(late)
     assert "room only in 600.0 s" in str(late)
     assert clock.now == start  # it did not sit out a wait that cannot succeed
     with limiter.acquire(groups_for("cohorts"), max_wait_seconds=700) as grant:
@@ -238,7 +238,7 @@ def test_amplitude_windows_wait_or_fail_at_once_when_room_comes_too_late() -> No
         pass
     with limiter.acquire(groups_for("dashboard"), 500.0, max_wait_seconds=400) as grant:
         assert 300 <= grant.waited_seconds < 301  # 1,000 per 5 minutes
-    with pytest.raises(ValueError, match="never fits group 'taxonomy'"), limiter.acquire(
+    with pytest.raises(ValueError, match="never fits group 'amplitude:taxonomy'"), limiter.acquire(
             groups_for("taxonomy"), 5.0):  # at most 4 concurrent cost
         pass
 
@@ -256,8 +256,9 @@ def test_penalize_pauses_every_user_of_the_group(tmp_path: Path) -> None:
     with second.acquire(groups_for("taxonomy"), max_wait_seconds=0.1):  # another group: free
         pass
 
-    first.penalize([TAXONOMY], 600)  # longer than the 300 s bound: fails at once
-    assert "'taxonomy' is full (paused after a 429)" in str(refused(second, [TAXONOMY]))
+    taxonomy = f"amplitude:{TAXONOMY}"
+    first.penalize([taxonomy], 600)  # longer than the 300 s bound: fails at once
+    assert "'amplitude:taxonomy' is full (paused after a 429)" in str(refused(second, [taxonomy]))
 
     # The gate the HTTP layer uses does it itself when a 429 leaves the request.
     gate = AmplitudeGate(first)
@@ -398,27 +399,32 @@ def test_requests_that_can_never_pass_fail_at_once() -> None:
 
 def test_amplitude_rules_are_the_published_ones_and_every_endpoint_has_groups() -> None:
     rules = amplitude_rules(window_margin_seconds=0)
-    assert rules[COHORTS] == Rule(max_concurrent=4, budgets=(Budget(600, max_requests=60),))
-    assert rules[DASHBOARD_AND_COHORTS].max_concurrent == 5
-    assert {(b.window_seconds, b.max_cost) for b in rules[DASHBOARD].budgets} == {
+    own = {group: f"amplitude:{group}" for group in (COHORTS, DASHBOARD, DASHBOARD_AND_COHORTS,
+                                                     TAXONOMY)}  # the project's namespace
+    assert rules[own[COHORTS]] == Rule(max_concurrent=4, budgets=(Budget(600, max_requests=60),))
+    assert rules[own[DASHBOARD_AND_COHORTS]].max_concurrent == 5
+    assert {(b.window_seconds, b.max_cost) for b in rules[own[DASHBOARD]].budgets} == {
         (300, 1_000), (3_600, 108_000)}
-    assert rules[TAXONOMY] == Rule(max_concurrent_cost=4,
-                                   budgets=(Budget(3_600, max_cost=7_200),))
+    assert rules[own[TAXONOMY]] == Rule(max_concurrent_cost=4,
+                                        budgets=(Budget(3_600, max_cost=7_200),))
     assert set(ENDPOINT_GROUPS) == {"export", "cohorts", "dashboard", "taxonomy"}
-    assert all(set(groups) <= set(rules) for groups in ENDPOINT_GROUPS.values())
-    assert DASHBOARD_AND_COHORTS in groups_for("cohorts")
-    assert DASHBOARD_AND_COHORTS in groups_for("dashboard")
+    assert all(set(groups_for(kind)) <= set(rules) for kind in ENDPOINT_GROUPS)
+    assert own[DASHBOARD_AND_COHORTS] in groups_for("cohorts")
+    assert own[DASHBOARD_AND_COHORTS] in groups_for("dashboard")
     assert groups_for("export") == ()
     with pytest.raises(ValueError, match="unknown Amplitude endpoint kind 'funnels'"):
         groups_for("funnels")
     small = Rule(max_concurrent=2, budgets=(Budget(2.0, max_requests=3),))
-    assert amplitude_rules({COHORTS: small}, window_margin_seconds=0)[COHORTS] == small
+    assert amplitude_rules({COHORTS: small}, window_margin_seconds=0)[own[COHORTS]] == small
     # By default a second longer than published, for the way to the server.
-    assert amplitude_rules()[COHORTS].budgets == (Budget(601, max_requests=60),)
-    assert amplitude_rules({COHORTS: small}, window_margin_seconds=0.5)[COHORTS].budgets == (
+    assert amplitude_rules()[own[COHORTS]].budgets == (Budget(601, max_requests=60),)
+    assert amplitude_rules({COHORTS: small}, window_margin_seconds=0.5)[own[COHORTS]].budgets == (
         Budget(2.5, max_requests=3),)
     with pytest.raises(ValueError, match="no Amplitude limit group"):
         amplitude_rules({"cohort": small})
+    # Amplitude's limits are per project: two projects never share a group.
+    web = amplitude_rules(project="amplitude_web")
+    assert set(web).isdisjoint(rules) and set(groups_for("cohorts", "amplitude_web")) <= set(web)
     assert segmentation_cost(1) == 1
     assert segmentation_cost(2, group_bys=1) == 10
     assert segmentation_cost(1, days=35) == 35

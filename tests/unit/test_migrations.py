@@ -6,11 +6,14 @@ from datetime import UTC, datetime
 import duckdb
 import pytest
 
-from pipeline import migrations
+from pipeline.amplitude import migrations
 from pipeline.amplitude.landing import LandedHour, LandedMember
+from pipeline.amplitude.load import LoadRecord, load_hour
+from pipeline.amplitude.migrations import LATEST_VERSION
 from pipeline.amplitude.schema import EVENT_COLUMNS
-from pipeline.migrations import LATEST_VERSION, Migration
-from pipeline.warehouse import LoadRecord, Warehouse, WarehouseError
+from pipeline.migrations import Migration, upgrade
+from pipeline.warehouse import WarehouseError
+from tests.conftest import amplitude_warehouse
 from tests.unit.test_warehouse import H0, H1, hour_file, snapshot
 
 # Exactly what the previous release ran on every open, without a version table (commit a0cc4a5,
@@ -119,13 +122,14 @@ def layout(con):
 
 def test_a_previous_release_warehouse_is_upgraded_in_place(tmp_path):
     path, before = previous_release_warehouse(tmp_path)
-    with Warehouse(path).connect() as con:
+    with amplitude_warehouse(path).connect() as con:
         assert snapshot(con) == before
         assert con.execute(LEDGER).fetchall() == OLD_LEDGER
         assert con.execute("SELECT landing_version, fetched_at FROM amplitude._loads"
                            ).fetchall() == [(None, None)] * 2
         assert con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE "
-                           "table_name = '_rejects' ORDER BY column_index").fetchall() == [
+                           "schema_name = 'amplitude' AND table_name = '_rejects' "
+                           "ORDER BY column_index").fetchall() == [
             ("upload_hour", "TIMESTAMP WITH TIME ZONE"), ("member", "VARCHAR"),
             ("line_number", "BIGINT"), ("line", "VARCHAR"),
             ("rejected_at", "TIMESTAMP WITH TIME ZONE")]
@@ -137,8 +141,8 @@ def test_a_previous_release_warehouse_is_upgraded_in_place(tmp_path):
 def test_an_upgraded_warehouse_has_the_layout_of_a_fresh_one(tmp_path):
     path, _ = previous_release_warehouse(tmp_path)
     (tmp_path / "fresh").mkdir()
-    with Warehouse(path).connect() as upgraded, \
-            Warehouse(tmp_path / "fresh" / "w.duckdb").connect() as fresh:
+    with amplitude_warehouse(path).connect() as upgraded, \
+            amplitude_warehouse(tmp_path / "fresh" / "w.duckdb").connect() as fresh:
         assert layout(upgraded) == layout(fresh)
         events = [(name, kind) for table, _, name, kind in layout(fresh) if table == "events"]
     typed = {"TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE"}
@@ -147,11 +151,11 @@ def test_an_upgraded_warehouse_has_the_layout_of_a_fresh_one(tmp_path):
 
 def test_reopening_an_upgraded_warehouse_changes_nothing(tmp_path):
     path, _ = previous_release_warehouse(tmp_path)
-    with Warehouse(path).connect() as con:
+    with amplitude_warehouse(path).connect() as con:
         first = versions(con)
-    with Warehouse(path).connect() as con:
+    with amplitude_warehouse(path).connect() as con:
         assert versions(con) == first
-        assert migrations.upgrade(con) == []
+        assert upgrade(con, migrations.project_schema("amplitude")) == []
 
 
 def test_the_ledger_names_the_fetch_the_rows_came_from(tmp_path):
@@ -163,16 +167,16 @@ def test_the_ledger_names_the_fetch_the_rows_came_from(tmp_path):
                         fetched_at=fetched)
     (tmp_path / "again").mkdir()
     parquet = hour_file(tmp_path / "again", H0, 40).path
-    warehouse = Warehouse(path)
+    warehouse = amplitude_warehouse(path)
     with warehouse.connect() as con:
-        warehouse.replace_hour(con, parquet, LoadRecord.from_landing(landed))
+        load_hour(con, "amplitude", parquet, LoadRecord.from_landing(landed))
         assert con.execute("SELECT upload_hour, rows, archive_members, landing_version, "
                            "fetched_at FROM amplitude._loads ORDER BY 1").fetchall() == [
             (H0, 40, 1, "v0001-abc", fetched), (H1, 25, 2, None, None)]
 
 
 def failing(version, statement):
-    def apply(con):
+    def apply(con, schema):
         con.execute(statement)  # done, then undone by the rollback
         raise RuntimeError("disk on fire")
     return Migration(version, "a migration that fails midway", apply)
@@ -184,14 +188,14 @@ def test_a_migration_that_fails_midway_leaves_the_previous_version(tmp_path, mon
         migrations.MIGRATIONS[0],
         failing(2, "ALTER TABLE amplitude._loads ADD COLUMN landing_version VARCHAR")))
     with pytest.raises(WarehouseError, match=r"version 2 .*rolled back.*still at version 1.*"
-                                             r"disk on fire"), Warehouse(path).connect():
+                                             r"disk on fire"), amplitude_warehouse(path).connect():
         pass
     con = duckdb.connect(str(path))
     assert [v for v, _, _ in versions(con)] == [1]  # version 1 committed on its own
     assert [c[0] for c in con.execute("DESCRIBE amplitude._loads").fetchall()][-1] == "loaded_at"
     con.close()
     monkeypatch.undo()
-    with Warehouse(path).connect() as con:  # the next open with working code goes on from 1
+    with amplitude_warehouse(path).connect() as con:  # the next open, with working code, goes on
         assert [v for v, _, _ in versions(con)] == list(range(1, LATEST_VERSION + 1))
         assert snapshot(con) == before
 
@@ -199,16 +203,16 @@ def test_a_migration_that_fails_midway_leaves_the_previous_version(tmp_path, mon
 def test_a_failing_new_migration_keeps_a_current_warehouse_usable_after_the_fix(tmp_path,
                                                                                 monkeypatch):
     path = tmp_path / "w.duckdb"
-    with Warehouse(path).connect():
+    with amplitude_warehouse(path).connect():
         pass
     monkeypatch.setattr(migrations, "MIGRATIONS", (
         *migrations.MIGRATIONS,
         failing(LATEST_VERSION + 1, "CREATE TABLE amplitude.half_done (x INTEGER)")))
     with pytest.raises(WarehouseError, match=f"still at version {LATEST_VERSION}"), \
-            Warehouse(path).connect():
+            amplitude_warehouse(path).connect():
         pass
     monkeypatch.undo()
-    with Warehouse(path).connect() as con:
+    with amplitude_warehouse(path).connect() as con:
         assert [v for v, _, _ in versions(con)] == list(range(1, LATEST_VERSION + 1))
         assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE "
                            "table_name = 'half_done'").fetchone() == (0,)
@@ -216,10 +220,10 @@ def test_a_failing_new_migration_keeps_a_current_warehouse_usable_after_the_fix(
 
 def test_a_warehouse_newer_than_the_code_is_refused(tmp_path):
     path = tmp_path / "w.duckdb"
-    with Warehouse(path).connect() as con:
+    with amplitude_warehouse(path).connect() as con:
         con.execute("INSERT INTO amplitude._schema_versions VALUES (9, 'from the future', now())")
     newer = rf"schema version 9, newer than version {LATEST_VERSION}.*Upgrade the code"
-    with pytest.raises(WarehouseError, match=newer), Warehouse(path).connect():
+    with pytest.raises(WarehouseError, match=newer), amplitude_warehouse(path).connect():
         pass
 
 
@@ -229,7 +233,7 @@ def test_a_hand_edited_table_is_refused_before_anything_is_written(tmp_path):
     con.execute("CREATE SCHEMA amplitude; CREATE TABLE amplitude.events (uuid VARCHAR)")
     con.close()
     with pytest.raises(WarehouseError, match=r"different layout.*missing \['_extras'"), \
-            Warehouse(path).connect():
+            amplitude_warehouse(path).connect():
         pass
     con = duckdb.connect(str(path))
     assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("events",)]
@@ -242,7 +246,7 @@ def test_the_forget_audit_table_has_a_column_for_each_figure_a_request_reports(t
     from pipeline.forget import ForgetReport
 
     path, _ = previous_release_warehouse(tmp_path)
-    with Warehouse(path).connect() as con:  # version 5 reaches an upgraded file too
+    with amplitude_warehouse(path).connect() as con:  # version 5 reaches an upgraded file too
         columns = [row[0] for row in con.execute(
             "SELECT column_name FROM duckdb_columns() WHERE table_name = '_forget_requests' "
             "ORDER BY column_index").fetchall()]

@@ -8,8 +8,9 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.amplitude.normalize import EngineLimits, NormalizeError, normalize_hour
+from pipeline.amplitude.normalize import NormalizeError, normalize_hour
 from pipeline.amplitude.schema import EVENT_COLUMNS, EXPORT_COLUMNS, arrow_schema
+from pipeline.engine import EngineLimits
 from simulator import hour_lines
 from tests.conftest import write_member
 
@@ -175,7 +176,8 @@ def test_leftovers_of_a_killed_run_are_swept_but_a_running_one_is_not(tmp_path):
 
 
 def test_each_plan_is_taken_only_when_the_one_before_cannot_and_all_give_the_same_rows(tmp_path):
-    from pipeline.amplitude.normalize import PLANS, connect_engine, copy_statement
+    from pipeline.amplitude.normalize import PLANS, copy_statement
+    from pipeline.engine import work_engine as connect_engine
 
     exact = [base_event(uuid=f"u{i}") for i in range(30)]
     member = write_member(tmp_path / "636686_2026-03-01_7#0.json.gz", exact)

@@ -18,9 +18,9 @@ from pipeline.amplitude.landing import LandedHour, LandedMember
 from pipeline.amplitude.normalize import normalize_hour
 from pipeline.lake import MANIFEST, hour_partition
 from pipeline.rebuild import main
-from pipeline.warehouse import Warehouse, WarehouseError, storage_version
+from pipeline.warehouse import WarehouseError, storage_version
 from simulator import hour_lines
-from tests.conftest import write_member
+from tests.conftest import amplitude_warehouse, write_member
 from tests.unit.test_warehouse import H0, H1, hold_lock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +69,7 @@ def run(*args, stdin=subprocess.DEVNULL):
 
 
 def assert_holds_the_lake(path, lake):
-    with Warehouse(path).connect() as con:
+    with amplitude_warehouse(path).connect() as con:
         for hour in HOURS:
             parquet = str(lake.events_file(hour))
             differ = con.execute(
@@ -89,9 +89,11 @@ def test_the_command_rebuilds_rows_and_ledger_from_the_lake(tmp_path):
     done = run("--warehouse", tmp_path / "w.duckdb", "--lake", lake.root)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].startswith("2026-03-01   2 hours") and " 65 rows" in lines[0]
-    assert lines[1].startswith("2026-03-02   2 hours") and " 10 rows" in lines[1]
-    assert "4 hours, 75 rows in" in lines[2]
+    assert lines[0].startswith("amplitude    2026-03-01   2 partition(s)")
+    assert " 65 rows" in lines[0]
+    assert lines[1].startswith("amplitude    2026-03-02   2 partition(s)")
+    assert " 10 rows" in lines[1]
+    assert "4 partitions, 75 rows in" in lines[2]
     ledger = assert_holds_the_lake(tmp_path / "w.duckdb", lake)
     assert ledger == [  # what LoadRecord.from_landing makes of each manifest, as the asset does
         (H0, 40, 1, 100, "w", 3, "v0107-test", FETCHED),
@@ -105,21 +107,21 @@ def test_the_command_rebuilds_rows_and_ledger_from_the_lake(tmp_path):
 def test_an_existing_warehouse_is_moved_aside_not_deleted(tmp_path, capsys):
     lake = make_lake(tmp_path)
     path = tmp_path / "w.duckdb"
-    with Warehouse(path).connect() as con:  # an older, different state of the warehouse
+    with amplitude_warehouse(path).connect() as con:  # an older, different state of the warehouse
         con.execute("INSERT INTO amplitude._loads (upload_hour, rows) VALUES (?, 99)",
                     [H0 - timedelta(hours=5)])
     assert main(["--warehouse", str(path), "--lake", str(lake.root), "--yes"]) == 0
     [old] = tmp_path.glob("w.duckdb.old-*")
     assert f"the previous file is at {old}" in capsys.readouterr().out
     assert_holds_the_lake(path, lake)
-    with Warehouse(old).connect() as con:
+    with amplitude_warehouse(old).connect() as con:
         assert con.execute("SELECT rows FROM amplitude._loads").fetchall() == [(99,)]
 
 
 def test_a_duckdb_20_warehouse_is_refused_with_the_way_back(tmp_path):
     path = duckdb20_warehouse(tmp_path / "w.duckdb")
     assert storage_version(path) == 999  # what DuckDB 2.0.0 writes; 1.5 reads 64 to 68
-    with pytest.raises(WarehouseError) as refused, Warehouse(path).connect():
+    with pytest.raises(WarehouseError) as refused, amplitude_warehouse(path).connect():
         pass
     message = str(refused.value)
     assert "written by a newer DuckDB (storage version 999)" in message
@@ -146,7 +148,7 @@ def test_a_failed_rebuild_leaves_the_warehouse_as_it_was(tmp_path):
     shutil.copy(events_path(lake, H0), events_path(lake, H1))  # H0's rows filed under H1
     done = run("--warehouse", path, "--lake", lake.root, "--yes")
     assert done.returncode == 1
-    assert "rebuild failed: upload hour 2026-03-01T08" in done.stderr
+    assert "rebuild failed: upload hour 2026-03-01T08 of amplitude" in done.stderr
     assert "was left as it was" in done.stderr and "Traceback" not in done.stderr
     assert path.read_bytes() == original
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lake", "members", "w.duckdb"]
@@ -184,4 +186,4 @@ def test_landed_hours_without_a_parquet_file_are_named(tmp_path, capsys):
     lake.events_file(H1).unlink()
     assert main(["--warehouse", str(tmp_path / "w.duckdb"), "--lake", str(lake.root)]) == 0
     out = capsys.readouterr().out
-    assert "3 hours, 50 rows" in out and "1 landed hour(s) have no Parquet file" in out
+    assert "3 partitions, 50 rows" in out and "1 landed partition(s) have no Parquet file" in out

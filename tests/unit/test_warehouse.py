@@ -8,10 +8,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from pipeline.amplitude.load import LoadRecord, load_hour
 from pipeline.amplitude.normalize import normalize_hour
-from pipeline.warehouse import LoadRecord, Warehouse, WarehouseError, WarehouseLocked
+from pipeline.warehouse import WarehouseError, WarehouseLocked
 from simulator import hour_lines
-from tests.conftest import write_member
+from tests.conftest import amplitude_warehouse, write_member
 
 H0 = datetime(2026, 3, 1, 7, tzinfo=UTC)
 H1 = H0 + timedelta(hours=1)
@@ -34,14 +35,14 @@ def snapshot(con):
 
 
 def test_reloading_an_hour_leaves_exactly_the_same_rows(tmp_path):
-    warehouse = Warehouse(tmp_path / "w.duckdb")
+    warehouse = amplitude_warehouse(tmp_path / "w.duckdb")
     a, b = hour_file(tmp_path, H0, 40), hour_file(tmp_path, H1, 25)
     with warehouse.connect() as con:
-        warehouse.replace_hour(con, a.path, record(H0))
-        warehouse.replace_hour(con, b.path, record(H1))
+        load_hour(con, "amplitude", a.path, record(H0))
+        load_hour(con, "amplitude", b.path, record(H1))
         first = snapshot(con)
-        warehouse.replace_hour(con, a.path, record(H0))
-        warehouse.replace_hour(con, a.path, record(H0))
+        load_hour(con, "amplitude", a.path, record(H0))
+        load_hour(con, "amplitude", a.path, record(H0))
         assert snapshot(con) == first
         assert [r[1] for r in first] == [40, 25]
         ledger = con.execute("SELECT upload_hour, rows, load_seconds > 0, loaded_at IS NOT NULL "
@@ -50,28 +51,28 @@ def test_reloading_an_hour_leaves_exactly_the_same_rows(tmp_path):
 
 
 def test_a_smaller_rerun_replaces_the_hour_not_appends(tmp_path):
-    warehouse = Warehouse(tmp_path / "w.duckdb")
+    warehouse = amplitude_warehouse(tmp_path / "w.duckdb")
     with warehouse.connect() as con:
-        warehouse.replace_hour(con, hour_file(tmp_path, H0, 40).path, record(H0))
-        warehouse.replace_hour(con, hour_file(tmp_path, H0, 10).path, record(H0))
+        load_hour(con, "amplitude", hour_file(tmp_path, H0, 40).path, record(H0))
+        load_hour(con, "amplitude", hour_file(tmp_path, H0, 10).path, record(H0))
         assert con.execute("SELECT count(*) FROM amplitude.events").fetchone() == (10,)
 
 
 def test_a_failed_swap_keeps_what_was_loaded(tmp_path):
-    warehouse = Warehouse(tmp_path / "w.duckdb")
+    warehouse = amplitude_warehouse(tmp_path / "w.duckdb")
     good = hour_file(tmp_path, H0, 40)
     with warehouse.connect() as con:
-        warehouse.replace_hour(con, good.path, record(H0))
+        load_hour(con, "amplitude", good.path, record(H0))
         before = snapshot(con)
         wrong_hour = hour_file(tmp_path, H1, 12)  # a file of another hour
         with pytest.raises(WarehouseError, match=r"2026-03-01T07.*12 rows, only 0 of them"):
-            warehouse.replace_hour(con, wrong_hour.path, record(H0))
+            load_hour(con, "amplitude", wrong_hour.path, record(H0))
         assert snapshot(con) == before
         assert con.execute("SELECT rows FROM amplitude._loads").fetchall() == [(40,)]
 
 
 def test_the_table_has_typed_columns(tmp_path):
-    warehouse = Warehouse(tmp_path / "w.duckdb")
+    warehouse = amplitude_warehouse(tmp_path / "w.duckdb")
     with warehouse.connect() as con:
         types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
                                  "WHERE table_name = 'events'").fetchall())
@@ -86,7 +87,8 @@ def test_a_table_of_another_layout_is_refused(tmp_path):
     con = duckdb.connect(str(path))
     con.execute("CREATE SCHEMA amplitude; CREATE TABLE amplitude.events (uuid VARCHAR)")
     con.close()
-    with pytest.raises(WarehouseError, match="different layout"), Warehouse(path).connect():
+    with pytest.raises(WarehouseError, match="different layout"), \
+            amplitude_warehouse(path).connect():
         pass
 
 
@@ -110,7 +112,7 @@ def test_a_held_lock_is_waited_out(tmp_path):
     holder = hold_lock(path, 1.5)
     try:
         started = time.monotonic()
-        with Warehouse(path, lock_timeout_seconds=30).connect() as con:
+        with amplitude_warehouse(path, lock_timeout_seconds=30).connect() as con:
             assert con.execute("SELECT 1").fetchone() == (1,)
         assert time.monotonic() - started >= 0.5
     finally:
@@ -122,7 +124,7 @@ def test_a_lock_held_too_long_fails_with_advice_and_the_holder(tmp_path):
     holder = hold_lock(path, 30)
     try:
         with pytest.raises(WarehouseLocked, match=r"locked by another process.*PID.*read-only"), \
-                Warehouse(path, lock_timeout_seconds=1).connect():
+                amplitude_warehouse(path, lock_timeout_seconds=1).connect():
             pass
     finally:
         holder.kill()
@@ -130,9 +132,9 @@ def test_a_lock_held_too_long_fails_with_advice_and_the_holder(tmp_path):
 
 
 def test_wide_property_bags_are_stored_with_zstd(tmp_path):
-    warehouse = Warehouse(tmp_path / "w.duckdb")
+    warehouse = amplitude_warehouse(tmp_path / "w.duckdb")
     with warehouse.connect() as con:
-        warehouse.replace_hour(con, hour_file(tmp_path, H0, 40).path, record(H0))
+        load_hour(con, "amplitude", hour_file(tmp_path, H0, 40).path, record(H0))
         con.execute("CHECKPOINT")
         methods = dict(con.execute(
             "SELECT column_name, string_agg(DISTINCT compression) FROM "
@@ -145,7 +147,7 @@ def test_the_warehouse_spills_beside_its_file_not_in_the_working_directory(tmp_p
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
     path = tmp_path / "data" / "w.duckdb"
-    with Warehouse(path, memory_limit="48MB", threads=1).connect() as con:
+    with amplitude_warehouse(path, memory_limit="48MB", threads=1).connect() as con:
         con.execute("SELECT sum(x) FROM (SELECT range AS x, random() AS r FROM range(6000000) "
                     "ORDER BY r)").fetchall()  # sorting 6M rows in 48 MB must spill
         spilled_beside = Path(f"{path}.tmp").is_dir()
@@ -154,10 +156,10 @@ def test_the_warehouse_spills_beside_its_file_not_in_the_working_directory(tmp_p
 
 
 def test_two_connections_in_one_process_share_the_warehouse(tmp_path):
-    warehouse = Warehouse(tmp_path / "w.duckdb", lock_timeout_seconds=1)
+    warehouse = amplitude_warehouse(tmp_path / "w.duckdb", lock_timeout_seconds=1)
     with warehouse.connect() as first:
-        warehouse.replace_hour(first, hour_file(tmp_path, H0, 5).path, record(H0))
-        with Warehouse(tmp_path / "w.duckdb").connect() as second:
+        load_hour(first, "amplitude", hour_file(tmp_path, H0, 5).path, record(H0))
+        with amplitude_warehouse(tmp_path / "w.duckdb").connect() as second:
             assert second.execute("SELECT count(*) FROM amplitude.events").fetchone() == (5,)
         assert first.execute("SELECT count(*) FROM amplitude._loads").fetchone() == (1,)
 
@@ -171,13 +173,13 @@ def test_a_reload_counts_what_it_added_removed_and_changed(tmp_path):
     revised[1]["event_properties"] = {"plan": "changed"}
     second = normalize_hour([write_member(tmp_path / "b.json.gz", revised)], H0,
                             tmp_path / "b" / "events.parquet")
-    warehouse = Warehouse(tmp_path / "w.duckdb")
+    warehouse = amplitude_warehouse(tmp_path / "w.duckdb")
     with warehouse.connect() as con:
-        loaded = warehouse.replace_hour(con, first.path, record(H0))
+        loaded = load_hour(con, "amplitude", first.path, record(H0))
         assert (loaded.rows_added, loaded.rows_removed, loaded.rows_changed) == (20, 0, 0)
-        again = warehouse.replace_hour(con, first.path, record(H0))
+        again = load_hour(con, "amplitude", first.path, record(H0))
         assert (again.rows_added, again.rows_removed, again.rows_changed) == (0, 0, 0)
-        late = warehouse.replace_hour(con, second.path, record(H0))
+        late = load_hour(con, "amplitude", second.path, record(H0))
         assert (late.rows_added, late.rows_removed, late.rows_changed) == (5, 3, 2)
         assert con.execute("SELECT rows_added, rows_removed, rows_changed FROM amplitude._loads"
                            ).fetchall() == [(5, 3, 2)]

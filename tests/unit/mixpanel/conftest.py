@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.http import Credentials, RetryPolicy, Timeouts
 from pipeline.mixpanel.export import MixpanelClient
-from pipeline.mixpanel.warehouse import MIGRATION
+from pipeline.source import Project
 from pipeline.warehouse import Warehouse
 from simulator import MixpanelConfig, MixpanelSimulator
 from tests.conftest import FakeClock
@@ -48,12 +48,5 @@ def make_client(sim: MixpanelSimulator, *, username: str | None = None,
 
 
 def open_warehouse(path: Path) -> Warehouse:
-    """A warehouse with the Mixpanel migration applied (pipeline/migrations.py will run it)."""
-    warehouse = Warehouse(path)
-    with warehouse.connect() as con:
-        exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = "
-                             "'mixpanel' AND table_name = 'events'").fetchone()
-        if not exists or not exists[0]:
-            for statement in MIGRATION:
-                con.execute(statement)
-    return warehouse
+    """A warehouse holding the Mixpanel project configured from the environment."""
+    return Warehouse(path, projects=[Project.named("mixpanel", "default")])

@@ -10,15 +10,16 @@ import pytest
 
 from pipeline.mixpanel.checks import duplicate_share
 from pipeline.mixpanel.days import DayWindow
+from pipeline.mixpanel.load import MixpanelLoad, load_day
 from pipeline.mixpanel.normalize import normalize_window
 from pipeline.mixpanel.schema import EVENT_COLUMNS
-from pipeline.mixpanel.warehouse import EVENTS_TABLE, MixpanelLoad, load_day
-from pipeline.warehouse import RowDropRefused
+from pipeline.partition_swap import RowDropRefused
 from simulator import MixpanelConfig
 from tests.unit.mixpanel.conftest import FALL, ZONE, make_client, open_warehouse
 
 ROOT = Path(__file__).resolve().parents[3]
-MODEL = ROOT / "analytics" / "models" / "mixpanel_events_unique.sql"
+MODEL = ROOT / "analytics" / "models" / "mixpanel" / "mixpanel_events_unique.sql"
+EVENTS_TABLE = "mixpanel.events"
 WINDOW = DayWindow(FALL, FALL + timedelta(days=1))
 
 
@@ -39,7 +40,7 @@ def record(download, day):
 
 def load_all(warehouse, download, days, **options):
     with warehouse.connect() as con:
-        return [load_day(warehouse, con, d.path, record(download, d.day), **options)
+        return [load_day(con, "mixpanel", d.path, record(download, d.day), **options)
                 for d in days]
 
 
@@ -110,7 +111,7 @@ def test_the_dedup_model_keeps_the_latest_processed_copy(mp_sim, tmp_path):
     with warehouse.connect() as con:
         con.execute(f"CREATE TEMP VIEW unique_events AS {model_sql()}")
         unique = con.execute("SELECT insert_id, lib_version FROM unique_events").fetchall()
-        shares = [duplicate_share(con, day) for day in WINDOW.days]
+        shares = [duplicate_share(con, "mixpanel", day) for day in WINDOW.days]
     assert len(unique) == len(truth) - len(duplicates)
     assert len({insert_id for insert_id, _ in unique}) == len(unique)
     winners = dict(unique)
@@ -127,5 +128,5 @@ def test_rows_without_an_insert_id_are_never_merged(tmp_path):
                         "mp_processing_time, _day) VALUES ('a', 'u', NULL, 1, "
                         f"TIMESTAMPTZ '2026-03-01 00:00:0{n}Z', DATE '2026-03-01')")
         assert con.execute(f"SELECT count(*) FROM ({model_sql()})").fetchone() == (2,)
-        share = duplicate_share(con, FALL)
+        share = duplicate_share(con, "mixpanel", FALL)
     assert (share.rows, share.duplicates, share.share) == (0, 0, 0.0)

@@ -16,10 +16,11 @@ def test_a_service_account_project():
     settings = MixpanelSettings.from_env(SERVICE | {"MIXPANEL_START": "2026-02-01",
                                                     "MIXPANEL_LAG_DAYS": "2"})
     assert settings.local and settings.project_id == "31337"
-    assert settings.base_url == "https://data.mixpanel.com"
+    assert settings.host == "https://data.mixpanel.com"
     assert settings.start == date(2026, 2, 1) and settings.lag_days == 2
     assert str(settings.partition_zone) == "America/Los_Angeles"
-    assert settings.credentials().username == "sa-user.abc123"
+    assert settings.credential_variables_in_use() == ("MIXPANEL_SERVICE_ACCOUNT_USERNAME",
+                                                      "MIXPANEL_SERVICE_ACCOUNT_SECRET")
     assert "sa-secret" not in repr(settings) and "sa-user" not in repr(settings)
     assert settings.deprecated_auth is None
 
@@ -28,12 +29,12 @@ def test_a_service_account_project():
                                           ("EU", "https://data-eu.mixpanel.com"),
                                           ("in", "https://data-in.mixpanel.com")])
 def test_regions_pick_the_residency_host(region, host):
-    assert MixpanelSettings.from_env(SERVICE | {"MIXPANEL_REGION": region}).base_url == host
+    assert MixpanelSettings.from_env(SERVICE | {"MIXPANEL_REGION": region}).host == host
 
 
 def test_the_base_url_wins():
     env = SERVICE | {"MIXPANEL_REGION": "eu", "MIXPANEL_BASE_URL": "http://127.0.0.1:9/"}
-    assert MixpanelSettings.from_env(env).base_url == "http://127.0.0.1:9"
+    assert MixpanelSettings.from_env(env).host == "http://127.0.0.1:9"
 
 
 @pytest.mark.parametrize("value", [None, "", "project", "UTC+1"])
@@ -70,9 +71,9 @@ def test_the_project_secret_works_with_a_warning(caplog):
         settings = MixpanelSettings.from_env(env)
     assert settings.deprecated_auth is not None and "March 3, 2027" in settings.deprecated_auth
     assert "March 3, 2027" in caplog.text and "proj-secret" not in caplog.text
-    creds = settings.credentials()
-    assert (creds.username, creds.password, creds.variables) == (
-        "proj-secret-0a0a0a", "", "MIXPANEL_API_SECRET")
+    assert settings.credential_variables_in_use() == ("MIXPANEL_API_SECRET",)
+    assert settings.credential_names == "MIXPANEL_API_SECRET"
+    assert "proj-secret" not in repr(settings)
 
 
 @pytest.mark.parametrize("drop, expected", [

@@ -1,0 +1,45 @@
+"""One Amplitude project's part of the code location: its assets, checks, jobs, schedules and its
+client resource, all named after its namespace (``assets/namespace.py``)."""
+
+from typing import Any
+
+import dagster as dg
+
+from assets.amplitude.checks import build_freshness, build_reconciliation
+from assets.amplitude.cohort_members import build_cohort_member_assets
+from assets.amplitude.events import build_event_assets
+from assets.amplitude.jobs import build_jobs
+from assets.amplitude.snapshots import build_snapshot_assets, snapshot_days
+from assets.namespace import Names
+from assets.partitions import upload_hour_partitions
+from pipeline.amplitude.settings import AmplitudeOptions
+from pipeline.settings import SharedSettings
+from pipeline.source import Project
+from resources import AmplitudeExportResource
+
+
+def client_resource(names: Names, options: AmplitudeOptions,
+                    shared: SharedSettings) -> AmplitudeExportResource:
+    """The project's client: keys through ``EnvVar`` (the variables its settings name)."""
+    limits_dsn: Any = dg.EnvVar("LIMITS_DSN") if shared.limits_dsn else None
+    return AmplitudeExportResource(
+        api_key=dg.EnvVar(options.api_key_env), secret_key=dg.EnvVar(options.secret_key_env),
+        key_variables=" and ".join(options.credential_variables), project=names.namespace,
+        region=options.region, base_url=options.host, lag_hours=options.lag_hours,
+        max_window_hours=options.max_window_hours, limits_path=shared.limits_file,
+        limits_dsn=limits_dsn, rate_limits=options.rate_limits,
+        refetch_after_hours=options.refetch_after_hours)
+
+
+def defs(project: Project, options: AmplitudeOptions, shared: SharedSettings) -> dg.Definitions:
+    names = Names(project)
+    hours = upload_hour_partitions(options.start, options.lag_hours)
+    days = snapshot_days(options.start.date())
+    return dg.Definitions.merge(
+        dg.Definitions(
+            assets=[*build_event_assets(names, options, hours),
+                    *build_snapshot_assets(names, options, days),
+                    *build_cohort_member_assets(names, options, days)],
+            asset_checks=[build_freshness(names, options), build_reconciliation(names, options)],
+            resources={names.resource: client_resource(names, options, shared)}),
+        build_jobs(names, options))

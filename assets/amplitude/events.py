@@ -1,0 +1,197 @@
+"""One Amplitude project's events: raw export landing → Parquet lake → warehouse table.
+
+Three assets rather than one so each stage can be re-run alone (a parser fix re-normalizes from the
+landing copy without calling the API; a warehouse rebuild reloads from the lake), and so only the
+last, short stage holds the single warehouse writer slot. Every body reads the run's time window,
+so one body serves a single hour and a backfilled range; figures are reported per hour
+(``assets/range_run.py``), and one bad hour costs that hour only.
+"""
+
+import warnings
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+
+from assets.namespace import OWNERS, WAREHOUSE_POOL, Names
+from assets.partitions import partition_key, run_hours
+from assets.range_run import Check, RangeRun
+from pipeline import source
+from pipeline.amplitude.fetching import HourRefused, fetch_and_land, hours_to_fetch
+from pipeline.amplitude.hour_checks import SPECS, check_hour
+from pipeline.amplitude.hour_parquet import write_hour_parquet
+from pipeline.amplitude.landing import AmplitudeLake, LandedHour
+from pipeline.amplitude.load import LoadRecord, load_hour
+from pipeline.amplitude.normalize import PARSER_VERSION, NormalizeError
+from pipeline.amplitude.refusals import Refusal, Refusals, loadable
+from pipeline.amplitude.rejects import rejects_for
+from pipeline.amplitude.schema import EVENT_COLUMNS
+from pipeline.amplitude.settings import AmplitudeOptions
+from pipeline.lake import LakeError
+from pipeline.partition_swap import RowDropRefused
+from resources import AmplitudeExportResource, LakeResource, WarehouseResource
+
+# single_run() is what makes a range one run with few export requests; its beta flag is noise.
+warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
+
+HOUR_CHECKS = [Check(spec.name, spec.description, spec.warn) for spec in SPECS]
+COLUMN_SCHEMA = dg.TableSchema(
+    columns=[dg.TableColumn(c.name, c.duckdb_type) for c in EVENT_COLUMNS])
+UNIT = "upload hour"
+
+
+class FetchConfig(dg.Config):
+    """Run config of <project>/raw_export."""
+
+    refetch: bool = False  # fetch every hour again, even one landed less than refetch_after ago
+
+
+class LoadConfig(dg.Config):
+    """Run config of <project>/events."""
+
+    accept_row_drops: bool = False  # load a re-fetch even if it holds far fewer rows (or none)
+
+
+def project_lake(context: dg.AssetExecutionContext, names: Names) -> AmplitudeLake:
+    lake: LakeResource = context.resources.lake
+    store = lake.lake().share(AmplitudeLake, namespace=names.namespace)
+    source.mark(store, names.project)
+    return store
+
+
+def landing_figures(landed: LandedHour) -> dict[str, Any]:
+    return {"archive_members": len(landed.members), "bytes_downloaded": landed.member_bytes,
+            "requests": round(landed.requests, 3), "window_requests": landed.window_requests,
+            "window_hours": landed.window_hours, "fetch_seconds": round(landed.fetch_seconds, 3),
+            "request_window": landed.request_window}
+
+
+def load_figures(record: LoadRecord, landed: LandedHour) -> dict[str, Any]:
+    return {"dagster/row_count": record.rows, "bytes_downloaded": record.bytes_downloaded,
+            "archive_members": record.archive_members, "requests": round(landed.requests, 3),
+            "fetch_seconds": round(record.fetch_seconds, 3),
+            "load_seconds": round(record.load_seconds, 3), "rows_added": record.rows_added,
+            "rows_removed": record.rows_removed, "rows_changed": record.rows_changed}
+
+
+def build_event_assets(names: Names, options: AmplitudeOptions,
+                       partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    raw_key, parquet_key, events_key = (names.key(n) for n in ("raw_export", "events_parquet",
+                                                               "events"))
+    common: dict[str, Any] = {"partitions_def": partitions, "group_name": names.group,
+                              "backfill_policy": dg.BackfillPolicy.single_run(), "owners": OWNERS}
+
+    @dg.asset(
+        key=raw_key, pool=names.export_pool, kinds={"amplitude", "file"}, code_version="2",
+        required_resource_keys={names.resource, "lake", "warehouse"},
+        description="The export archive's gzip members, byte for byte, one landing folder per "
+        "upload hour. Fetched in windows of up to max_window_hours; oversized windows halve, and "
+        "so do windows whose archive stays damaged, until the bad hours stand alone.",
+        **common,
+    )
+    def raw_export(context: dg.AssetExecutionContext,
+                   config: FetchConfig) -> dg.MaterializeResult:
+        amplitude: AmplitudeExportResource = getattr(context.resources, names.resource)
+        store = project_lake(context, names)
+        run = RangeRun(context, raw_key, context.partition_keys, unit=UNIT)
+        store.tidy(names.namespace, "export")
+        now = datetime.now(UTC)
+        fetch, reuse = hours_to_fetch(store, run_hours(context), now=now, refetch=config.refetch,
+                                      refetch_after=timedelta(hours=amplitude.refetch_after_hours))
+        for landed in reuse:
+            run.ok(partition_key(landed.upload_hour), {
+                "reused_landing": landed.version,
+                "landing_age_hours": round((now - landed.fetched_at).total_seconds() / 3600, 2)})
+        if reuse:
+            context.log.info(f"{len(reuse)} hour(s) landed less than "
+                             f"{amplitude.refetch_after_hours} h ago are not fetched again "
+                             "(run config refetch: true fetches them)")
+        with amplitude.client() as client, store.scratch() as scratch:
+            for outcome in fetch_and_land(client, store, fetch, scratch, now=now,
+                                          max_window_hours=amplitude.max_window_hours,
+                                          lag_hours=amplitude.lag_hours, run_id=context.run.run_id):
+                if isinstance(outcome, HourRefused):
+                    key = partition_key(outcome.refusal.upload_hour)
+                    run.note(key, {"refused": outcome.refusal.cause})
+                    run.fail(key, str(outcome.refusal))
+                else:
+                    run.ok(partition_key(outcome.landed.upload_hour),
+                           landing_figures(outcome.landed))
+        return run.finish(fail_step=False)  # the load fails the refused hours
+
+    @dg.asset(
+        key=parquet_key, deps=[raw_key], kinds={"parquet"}, code_version=PARSER_VERSION,
+        required_resource_keys={"lake"},
+        description="Typed events, one zstd Parquet file per upload hour, hive-partitioned by "
+        "upload_date and upload_hour.",
+        **common,
+    )
+    def events_parquet(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        lake: LakeResource = context.resources.lake
+        store, run_id = project_lake(context, names), context.run.run_id
+        for table in ("events", "rejects"):  # superseded versions past their grace period
+            store.tidy_tables(names.namespace, table)
+        run, refusals = RangeRun(context, parquet_key, context.partition_keys, unit=UNIT), \
+            Refusals(store)
+        for hour in run_hours(context):
+            key, fetch = partition_key(hour), refusals.get(hour, "fetch")
+            if fetch is not None and fetch.run_id == run_id:
+                run.fail(key, str(fetch))  # nothing new to read; the load names it
+                continue
+            landed: LandedHour | None = None
+            try:
+                landed = store.landed(hour)
+                result = write_hour_parquet(store, landed, lake.limits(),
+                                            quarantine=options.rejects == "quarantine")
+            except (NormalizeError, LakeError) as error:
+                refusal = Refusal(hour, "normalize", str(error), run_id,
+                                  landing_version=landed.version if landed else None)
+                refusals.record(refusal)
+                run.note(key, {"refused": str(error)})
+                run.fail(key, str(refusal))
+                continue
+            refusals.clear(hour, "normalize")
+            run.ok(key, {"dagster/row_count": result.rows, "parquet_bytes": result.bytes,
+                         "archive_members": len(landed.members),
+                         "normalize_seconds": round(result.seconds, 3),
+                         "normalize_plan": result.plan, "rejected_lines": result.rejected,
+                         "path": dg.MetadataValue.path(store.url(result.path))})
+        return run.finish(fail_step=False, metadata={"dagster/column_schema": COLUMN_SCHEMA})
+
+    @dg.asset(
+        key=events_key, deps=[parquet_key], pool=WAREHOUSE_POOL, kinds={"duckdb"},
+        required_resource_keys={"lake", "warehouse"},
+        code_version="3", check_specs=[c.spec(events_key, partitions) for c in HOUR_CHECKS],
+        description=f"{names.table('events')} in the warehouse; each upload hour swapped in one "
+        f"transaction and recorded in {names.table('_loads')}.",
+        **common,
+    )
+    def events(context: dg.AssetExecutionContext, config: LoadConfig) -> dg.MaterializeResult:
+        warehouse: WarehouseResource = context.resources.warehouse
+        store, schema = project_lake(context, names), names.namespace
+        run = RangeRun(context, events_key, context.partition_keys, unit=UNIT, checks=HOUR_CHECKS)
+        drop_share = None if config.accept_row_drops else warehouse.max_row_drop_share
+        with warehouse.writing() as con:
+            for hour in run_hours(context):
+                key, landed = partition_key(hour), loadable(store, hour, context.run.run_id)
+                if isinstance(landed, str):
+                    run.fail(key, f"upload hour {hour:%Y-%m-%dT%H}: {landed}")
+                    continue
+                place = store.events_file(hour)
+                assert place is not None  # loadable() has seen it
+                parquet = store.url(place)
+                try:
+                    record = load_hour(con, schema, parquet, LoadRecord.from_landing(landed),
+                                       max_drop_share=drop_share,
+                                       rejects=rejects_for(store, hour, landed.version))
+                except RowDropRefused as refusal:  # this hour keeps its rows; the rest load
+                    run.fail(key, str(refusal))
+                    continue
+                for outcome in check_hour(con, schema, hour, parquet, record,
+                                          max_drop_share=warehouse.max_row_drop_share):
+                    run.check(key, outcome.name, outcome.passed, outcome.metadata)
+                run.ok(key, load_figures(record, landed))
+        return run.finish(metadata={"dagster/column_schema": COLUMN_SCHEMA,
+                                    "dagster/table_name": names.table("events")})
+
+    return [raw_export, events_parquet, events]

@@ -1,0 +1,79 @@
+"""Amplitude as a source of the shared machinery (``pipeline/source.py``)."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+
+import duckdb
+
+from pipeline.amplitude import migrations
+from pipeline.amplitude.landing import AmplitudeLake
+from pipeline.amplitude.load import LoadRecord, load_hour
+from pipeline.amplitude.rejects import rejects_for
+from pipeline.amplitude.settings import AmplitudeSettings
+from pipeline.lake import MANIFEST, Lake, LakeError
+from pipeline.migrations import ProjectSchema
+from pipeline.source import Partition, Project, Source
+
+REBUILT_WINDOW = "rebuilt"  # request_window of a ledger row whose landing manifest is gone
+HOUR_FOLDER = "upload_date=%Y-%m-%d/upload_hour=%H"
+
+
+class AmplitudeSource(Source):
+    name = "amplitude"
+    settings = AmplitudeSettings
+    relations = ("events", "_loads", "_rejects", "_snapshot_loads", "_cohort_downloads",
+                 *(f"{table}{suffix}" for table in migrations.SNAPSHOT_TABLES
+                   for suffix in ("", "_current")))
+
+    def schema(self, project: Project) -> ProjectSchema:
+        return migrations.project_schema(project.schema)
+
+    def lake(self, lake: Lake, project: Project) -> AmplitudeLake:
+        return lake.share(AmplitudeLake, namespace=project.namespace)
+
+    def lake_partitions(self, lake: Lake, project: Project) -> list[Partition]:
+        own = self.lake(lake, project)
+        root = lake.local(lake.root) / project.namespace / "events"
+        hours: list[Partition] = []
+        for path in sorted(root.glob("upload_date=*/upload_hour=*/*.parquet")):
+            folder = f"{path.parent.parent.name}/{path.parent.name}"
+            try:
+                hour = datetime.strptime(folder, HOUR_FOLDER).replace(tzinfo=UTC)
+            except ValueError:
+                raise LakeError(f"{path} is not where the lake keeps an hour's file "
+                                "(upload_date=YYYY-MM-DD/upload_hour=HH); move it away") from None
+            if own.events_file(hour) != path:
+                continue  # a superseded version beside the current one
+            hours.append(hour)
+        return hours
+
+    def landed_partitions(self, lake: Lake, project: Project) -> list[Partition]:
+        root = lake.local(lake.root) / "landing" / project.namespace / "export"
+        hours: list[Partition] = []
+        for manifest in sorted(root.glob(f"upload_date=*/upload_hour=*/{MANIFEST}")):
+            folder = f"{manifest.parent.parent.name}/{manifest.parent.name}"
+            with contextlib.suppress(ValueError):
+                hours.append(datetime.strptime(folder, HOUR_FOLDER).replace(tzinfo=UTC))
+        return hours
+
+    def reload(self, con: duckdb.DuckDBPyConnection, lake: Lake, project: Project,
+               partition: Partition) -> int:
+        assert isinstance(partition, datetime)
+        own = self.lake(lake, project)
+        place = own.events_file(partition)
+        if place is None:
+            raise LakeError(f"{project.namespace}: upload hour {partition:%Y-%m-%dT%H} has no "
+                            "Parquet file")
+        landed = own.landed_or_none(partition)
+        record = (LoadRecord.from_landing(landed) if landed is not None else LoadRecord(
+            upload_hour=partition, archive_members=0, bytes_downloaded=0,
+            request_window=REBUILT_WINDOW, window_requests=0, fetch_seconds=0.0))
+        version = record.landing_version
+        quarantined = rejects_for(own, partition, version) if version else None
+        return load_hour(con, project.schema, own.url(place), record, rejects=quarantined).rows
+
+
+SOURCE = AmplitudeSource()
+
