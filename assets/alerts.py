@@ -26,7 +26,6 @@ import dagster as dg
 from dagster import DagsterEventType
 
 from pipeline.alerts import (
-    UI_VARIABLE,
     WEBHOOK_VARIABLE,
     CheckFailure,
     Message,
@@ -42,6 +41,7 @@ from pipeline.alerts import (
     run_url,
     webhook_from_env,
 )
+from pipeline.settings import SharedSettings
 
 # Dagster wraps a step's own exception in these; the cause worth telling is inside.
 _WRAPPERS = {"DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError",
@@ -57,7 +57,7 @@ def _asset_name(key: dg.AssetKey) -> str:
 
 def run_info(run: dg.DagsterRun, env: Mapping[str, str]) -> RunInfo:
     return RunInfo(job=run.job_name, run_id=run.run_id, partitions=partitions_label(run.tags),
-                   url=run_url(env.get(UI_VARIABLE), run.run_id))
+                   url=run_url(SharedSettings.from_env(env).dagster_ui_url, run.run_id))
 
 
 def error_text(error: object) -> str:

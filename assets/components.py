@@ -19,18 +19,23 @@ the same way; a project declared both there and in YAML is a load error naming b
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
 
 import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field
 
 from assets import amplitude, mixpanel
+from pipeline.amplitude.settings import DEFAULT_START as AMPLITUDE_START
 from pipeline.amplitude.settings import AmplitudeOptions, AmplitudeSettings
-from pipeline.mixpanel.settings import MixpanelOptions, MixpanelSettings
-from pipeline.settings import EnvSettings, SettingsError, SharedSettings
+from pipeline.hours import parse_setting_hour
+from pipeline.mixpanel.settings import DEFAULT_START as MIXPANEL_START
+from pipeline.mixpanel.settings import MixpanelOptions, MixpanelSettings, setting_day
+from pipeline.settings import EnvSettings, SettingsError, SharedSettings, variable, yaml_only
 from pipeline.source import DEFAULT, Project
 
 # The environment the code location is built from (assets/definitions.py sets it for a build).
@@ -52,8 +57,9 @@ class Declared:
     credentials: tuple[str, ...]  # the variables that hold its credentials
 
 
-class SourceProject(dg.Component, dg.Resolvable):
-    """What the two components share: a project name, and building the project's definitions."""
+class SourceProject:
+    """What the two components share: a project name, and building the project's definitions
+    (a mixin: dg lists every Component class of the module, and this one builds nothing)."""
 
     source: ClassVar[str]
     settings: ClassVar[type[EnvSettings]]
@@ -68,17 +74,21 @@ class SourceProject(dg.Component, dg.Resolvable):
         raise NotImplementedError
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
-        mine = self.declared(str(context.path / "defs.yaml"))
-        others = [c.declared("another defs.yaml of the defs folder") for c in
-                  context.component_tree.get_all_components(of_type=SourceProject)
-                  if c is not self]
+        mine = self.declared(_shown(context.path / "defs.yaml", context.project_root))
+        others = [c.declared("another defs.yaml of the defs folder")
+                  for c in in_tree(context.component_tree) if c is not self]
         for other in [*others, *environment_projects(environment())]:
             if clash := conflict(mine, other):
                 raise dg.DagsterInvalidDefinitionError(clash)
         return self.project_defs(SharedSettings.from_env(environment()))
 
 
-class AmplitudeProject(SourceProject, AmplitudeOptions, dg.Model):
+def _text(parse: Callable[[str], Any]) -> Callable[[dg.ResolutionContext, Any], Any]:
+    """A YAML string read as the settings read the variable (dates are not YAML scalars here)."""
+    return lambda context, raw: raw if not isinstance(raw, str) else parse(raw)
+
+
+class AmplitudeProject(SourceProject, dg.Component, dg.Resolvable, AmplitudeOptions, dg.Model):
     """An Amplitude project declared in YAML (attributes: docs/configuration.md, Amplitude)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -86,6 +96,9 @@ class AmplitudeProject(SourceProject, AmplitudeOptions, dg.Model):
     settings: ClassVar[type[EnvSettings]] = AmplitudeSettings
     name: str = Field(description="the project's name: its namespace is amplitude_<name> "
                       "(`default`: amplitude, the environment's)")
+    start: Annotated[datetime, dg.Resolver(_text(parse_setting_hour), model_field_type=str)] = \
+        Field(default_factory=lambda: parse_setting_hour(AMPLITUDE_START),
+              description="first partition, an upload hour in UTC, `YYYY-MM-DDTHH`")
 
     def project(self) -> Project:
         return Project.named(self.source, self.name, self.project_timezone)
@@ -97,7 +110,7 @@ class AmplitudeProject(SourceProject, AmplitudeOptions, dg.Model):
         return amplitude.defs(self.project(), self, shared)
 
 
-class MixpanelProject(SourceProject, MixpanelOptions, dg.Model):
+class MixpanelProject(SourceProject, dg.Component, dg.Resolvable, MixpanelOptions, dg.Model):
     """A Mixpanel project declared in YAML (attributes: docs/configuration.md, Mixpanel)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -105,6 +118,9 @@ class MixpanelProject(SourceProject, MixpanelOptions, dg.Model):
     settings: ClassVar[type[EnvSettings]] = MixpanelSettings
     name: str = Field(description="the project's name: its namespace is mixpanel_<name> "
                       "(`default`: mixpanel, the environment's)")
+    start: Annotated[date, dg.Resolver(_text(setting_day), model_field_type=str)] = Field(
+        default_factory=lambda: date.fromisoformat(MIXPANEL_START),
+        description="first partition, a day `YYYY-MM-DD`")
 
     def project(self) -> Project:
         return Project.named(self.source, self.name, self.partition_zone.key)
@@ -116,6 +132,27 @@ class MixpanelProject(SourceProject, MixpanelOptions, dg.Model):
         return mixpanel.defs(self.project(), self, shared)
 
 
+def _shown(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def in_tree(tree: dg.ComponentTree) -> list[SourceProject]:
+    """The projects a defs folder declares."""
+    return [*tree.get_all_components(of_type=AmplitudeProject),
+            *tree.get_all_components(of_type=MixpanelProject)]
+
+
+def variables(model: type[EnvSettings]) -> set[str]:
+    """The variables that configure a source's project from the environment: its settings' and
+    its standard credentials' (``AMPLITUDE_WEB_API_KEY``, which a YAML project may name, is
+    neither)."""
+    found = set()
+    for name, field in model.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        found.add(str(extra["default_variable"]) if yaml_only(field) else variable(model, name))
+    return found
+
+
 def environment_projects(env: Mapping[str, str]) -> list[Declared]:
     """The projects the environment configures: a source's, when any of its variables is set
     (a half-configured one fails here, naming what is missing)."""
@@ -123,7 +160,7 @@ def environment_projects(env: Mapping[str, str]) -> list[Declared]:
     for component in (AmplitudeProject, MixpanelProject):
         model = component.settings
         prefix = str(model.model_config.get("env_prefix", ""))
-        if not any(name.startswith(prefix) and value.strip() for name, value in env.items()):
+        if not any(env.get(name, "").strip() for name in variables(model)):
             continue
         options: BaseModel = model.from_env(env)
         zone = (options.partition_zone.key if isinstance(options, MixpanelOptions)
@@ -147,9 +184,9 @@ def conflict(one: Declared, other: Declared) -> str | None:
                 "to use it)")
     shared = sorted(set(one.credentials) & set(other.credentials))
     if one.project.source == other.project.source and shared:
-        return (f"{one.origin} and {other.origin} both declare a {source} project with the "
-                f"credentials in {', '.join(shared)}: that is one {source} project declared "
-                "twice; keep one of them, or give the other its own variables")
+        return (f"{one.origin} and {other.origin} both declare the {source} project whose "
+                f"credentials are in {', '.join(shared)}: one {source} project declared twice; "
+                "keep one of them, or give the other its own variables")
     return None
 
 

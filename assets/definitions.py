@@ -16,7 +16,13 @@ import dagster as dg
 from assets import components
 from assets.alerts import ALERT_SENSORS
 from assets.analytics import build_analytics_assets
-from assets.components import Declared, SourceProject, environment_projects, project_defs
+from assets.components import (
+    Declared,
+    SourceProject,
+    environment_projects,
+    in_tree,
+    project_defs,
+)
 from assets.distributed import executor_for
 from assets.executor import crash_safe_in_process_executor
 from pipeline.settings import SharedSettings
@@ -30,7 +36,7 @@ DEFS_MODULE = "assets.projects"  # [tool.dg.project] defs_module
 def yaml_projects(defs_module: str = DEFS_MODULE,
                   root: Path = ROOT) -> tuple[dg.ComponentTree, list[SourceProject]]:
     tree = dg.ComponentTree.from_module(importlib.import_module(defs_module), root)
-    return tree, tree.get_all_components(of_type=SourceProject)
+    return tree, in_tree(tree)
 
 
 def shared_resources(shared: SharedSettings, projects: Sequence[Declared]) -> dict[str, Any]:

@@ -21,11 +21,11 @@ dagster-dask 0.29.27's ``dask_executor`` is the model, changed in three places (
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import dagster as dg
+import tenacity
 from dagster._config import Field, StringSource
 from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.errors import raise_execution_interrupts
@@ -89,17 +89,13 @@ def ensure_pools(instance: dg.DagsterInstance, pools: Iterable[str], attempts: i
     storage = instance.event_log_storage
     if not storage.supports_global_concurrency_limits:
         return
+    retrying = tenacity.Retrying(stop=tenacity.stop_after_attempt(attempts), reraise=True,
+                                 wait=tenacity.wait_incrementing(start=0.1, increment=0.1))
     for pool in sorted(set(pools)):
-        for attempt in range(attempts):
-            if pool in storage.get_concurrency_keys():
-                break
-            try:
-                storage.initialize_concurrency_limit_to_default(pool)
-                break
-            except Exception:
-                if attempt == attempts - 1:
-                    raise
-                time.sleep(0.1 * (attempt + 1))
+        for attempt in retrying:
+            with attempt:
+                if pool not in storage.get_concurrency_keys():
+                    storage.initialize_concurrency_limit_to_default(pool)
 
 
 class DaskExistingClusterExecutor(dg.Executor):

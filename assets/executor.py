@@ -28,13 +28,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import socket
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum
-from pathlib import Path
 
 import dagster as dg
 from dagster._config import Field
@@ -53,6 +50,10 @@ from dagster._core.execution.step_dependency_config import (
 from dagster._core.executor.in_process import InProcessExecutor
 from dagster._utils.error import serializable_error_info_from_exc_info
 
+from pipeline.liveness import TAG_PREFIX, TAG_STARTED, Liveness, ProcessIdentity
+
+__all__ = ["TAG_PREFIX", "TAG_STARTED", "Liveness", "PoolWaitTimeout", "ProcessIdentity",
+           "crash_safe_in_process_executor", "pool_wait_seconds", "reap_dead_runs"]
 from pipeline.settings import SharedSettings
 
 POOL_WAIT_ENV = "POOL_WAIT_SECONDS"
@@ -61,109 +62,9 @@ DEFAULT_POOL_WAIT_SECONDS = 300.0
 # freed by its holder (or by reaping a dead holder) is taken within this.
 MAX_RECHECK_SECONDS = 5.0
 
-TAG_PREFIX = "crash_safety/"
-TAG_HOST, TAG_BOOT, TAG_PID_NS, TAG_PID, TAG_STARTED = (
-    f"{TAG_PREFIX}{name}" for name in ("host", "boot_id", "pid_namespace", "pid", "pid_started"))
 
-_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 _REAPABLE = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
              dg.DagsterRunStatus.CANCELING)
-
-
-# ---- which process ran a run, and whether it still lives ---------------------------------------
-
-class Liveness(Enum):
-    ALIVE = "alive"
-    DEAD = "dead"
-    UNKNOWN = "unknown"  # another host or PID namespace: nothing here can look at it
-
-
-def _read(path: str | Path) -> str:
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return ""
-
-
-def _pid_namespace() -> str:
-    try:
-        return os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return ""
-
-
-def _proc_stat(pid: int) -> tuple[str, str] | None:
-    """(state, start time in clock ticks after boot) of a process, None if there is none.
-
-    Without /proc (macOS) the start time is "" and a signal 0 tells whether the PID exists.
-    """
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return None
-    except OSError:
-        if Path("/proc/self/stat").exists():
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass  # it exists, someone else's
-        return "?", ""
-    # The command name in parentheses may hold spaces and parentheses; fields follow the last.
-    fields = text[text.rindex(")") + 2:].split()
-    return fields[0], fields[19]
-
-
-@dataclass(frozen=True)
-class ProcessIdentity:
-    """One process, told apart from any later one that gets its PID (``started``) and from any
-    process of another boot (``boot_id``), container (``pid_namespace``) or machine (``host``).
-    """
-
-    host: str
-    boot_id: str
-    pid_namespace: str
-    pid: int
-    started: str  # clock ticks after boot, from /proc/<pid>/stat; "" where there is no /proc
-
-    @classmethod
-    def current(cls) -> ProcessIdentity:
-        pid = os.getpid()
-        stat = _proc_stat(pid)
-        return cls(socket.gethostname(), _read(_BOOT_ID), _pid_namespace(), pid,
-                   stat[1] if stat else "")
-
-    def tags(self) -> dict[str, str]:
-        return {TAG_HOST: self.host, TAG_BOOT: self.boot_id, TAG_PID_NS: self.pid_namespace,
-                TAG_PID: str(self.pid), TAG_STARTED: self.started}
-
-    @classmethod
-    def from_tags(cls, tags: Mapping[str, str]) -> ProcessIdentity | None:
-        try:
-            return cls(tags[TAG_HOST], tags.get(TAG_BOOT, ""), tags.get(TAG_PID_NS, ""),
-                       int(tags[TAG_PID]), tags.get(TAG_STARTED, ""))
-        except (KeyError, ValueError):
-            return None
-
-    def liveness(self, here: ProcessIdentity | None = None) -> Liveness:
-        here = here or ProcessIdentity.current()
-        if self.host != here.host:
-            return Liveness.UNKNOWN
-        if self.boot_id and here.boot_id and self.boot_id != here.boot_id:
-            return Liveness.DEAD  # the machine has rebooted since
-        if self.pid_namespace != here.pid_namespace:
-            return Liveness.UNKNOWN
-        stat = _proc_stat(self.pid)
-        if stat is None or stat[0] in ("Z", "X"):  # gone, or a zombie: killed, not yet waited for
-            return Liveness.DEAD
-        if self.started and stat[1] and stat[1] != self.started:
-            return Liveness.DEAD  # the PID now belongs to a newer process
-        return Liveness.ALIVE
-
-    def describe(self) -> str:
-        return f"process {self.pid} on host {self.host}"
 
 
 def _describe(process: ProcessIdentity | None) -> str:

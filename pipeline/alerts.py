@@ -19,13 +19,15 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import tenacity
 
-from pipeline.retry import RetryPolicy, retry_after_seconds
+from pipeline.retry import RetryPolicy, retry_after_seconds, within_budget
+from pipeline.settings import SharedSettings
 
 __all__ = ["WEBHOOK_VARIABLE", "CheckFailure", "Delivery", "RunInfo", "StepFailure", "Webhook",
            "WebhookConfigError", "excerpt", "failed_checks_message", "metadata_summary",
@@ -35,7 +37,6 @@ __all__ = ["WEBHOOK_VARIABLE", "CheckFailure", "Delivery", "RunInfo", "StepFailu
 log = logging.getLogger(__name__)
 
 WEBHOOK_VARIABLE = "ALERT_WEBHOOK_URL"
-UI_VARIABLE = "DAGSTER_UI_URL"
 REDACTED = f"<{WEBHOOK_VARIABLE}>"
 USER_AGENT = "amplitude-warehouse-alerts/0.1"
 
@@ -250,8 +251,8 @@ class Delivery:
 
 def webhook_from_env(env: Mapping[str, str], **options: Any) -> Webhook | None:
     """The webhook ``ALERT_WEBHOOK_URL`` names, or None when it is unset or blank."""
-    url = env.get(WEBHOOK_VARIABLE, "").strip()
-    return Webhook(url, **options) if url else None
+    url = SharedSettings.from_env(env).alert_webhook_url
+    return Webhook(url.get_secret_value().strip(), **options) if url is not None else None
 
 
 @dataclass(frozen=True)
@@ -316,27 +317,35 @@ class Webhook:
             cause = f"the message is not JSON: {error}"
             out.error("alert not posted: %s", cause)
             return Delivery(False, 0, cause=cause)
-        tries, last = 0, _Attempt(None, "not attempted", retry=False)
-        while tries < max(self.attempts, 1):
+
+        def attempt() -> _Attempt:
             remaining = self.budget_seconds - (self.clock() - started)
             if remaining <= 0:
-                break
-            tries += 1
-            last = self._attempt(body, remaining)
-            if last.cause is None:
-                out.info("alert posted to %s (HTTP %s, attempt %d)", WEBHOOK_VARIABLE,
-                         last.status, tries)
-                return Delivery(True, tries, last.status)
-            if not last.retry or tries >= self.attempts:
-                break
-            wait = (last.retry_after if last.retry_after is not None
-                    else self.retry.delay(tries, self._rng))
-            remaining = self.budget_seconds - (self.clock() - started)
-            if wait >= remaining:
-                break
-            out.warning("alert post attempt %d failed: %s; retrying in %.1f s", tries,
-                        last.cause, wait)
-            self.sleep(wait)
+                return _Attempt(None, "the time budget was spent", retry=False)
+            return self._attempt(body, remaining)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            assert state.outcome is not None
+            last: _Attempt = state.outcome.result()
+            return (last.retry_after if last.retry_after is not None
+                    else self.retry.delay(state.attempt_number, self._rng))
+
+        def warn(state: tenacity.RetryCallState) -> None:
+            assert state.outcome is not None
+            out.warning("alert post attempt %d failed: %s; retrying in %.1f s",
+                        state.attempt_number, state.outcome.result().cause, state.upcoming_sleep)
+
+        policy = replace(self.retry, max_attempts=max(self.attempts, 1),
+                         max_elapsed_seconds=self.budget_seconds)
+        retrying = within_budget(
+            policy, retry=tenacity.retry_if_result(lambda a: a.cause is not None and a.retry),
+            wait=wait, clock=self.clock, sleep=self.sleep, before_sleep=warn, started=started)
+        last = retrying(attempt)
+        tries = retrying.statistics["attempt_number"]
+        if last.cause is None:
+            out.info("alert posted to %s (HTTP %s, attempt %d)", WEBHOOK_VARIABLE, last.status,
+                     tries)
+            return Delivery(True, tries, last.status)
         cause = f"{last.cause} (after {tries} attempt(s))"
         out.error("alert not posted to %s: %s", WEBHOOK_VARIABLE, cause)
         return Delivery(False, tries, last.status, cause)

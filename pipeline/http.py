@@ -25,13 +25,16 @@ from typing import Any, Protocol, Self
 from urllib.parse import urlsplit
 
 import httpx
+import tenacity
 
 from pipeline.retry import (
     HttpError,
     RetriesExhausted,
     RetryPolicy,
     TransientError,
+    backoff,
     retry_after_seconds,
+    within_budget,
 )
 
 __all__ = ["ApiClient", "AuthError", "Credentials", "HttpError", "RequestGate", "RetriesExhausted",
@@ -156,26 +159,28 @@ class ApiClient:
         """
         started = self._clock()
         deadline = started + self.retry.max_elapsed_seconds
-        tries = 0
-        while True:
-            tries += 1
-            try:
-                return attempt(deadline), tries, self._clock() - started
-            except TransientError as error:
-                elapsed = self._clock() - started
-                wait = error.retry_after
-                if wait is None:
-                    wait = self.retry.delay(tries, self._rng)
-                budget = self.retry.max_elapsed_seconds
-                if tries >= self.retry.max_attempts or elapsed + wait > budget:
-                    why = (f" (the server asked for {wait:.0f} s more, past the {budget:.0f} s "
-                           "retry budget)" if error.retry_after is not None
-                           and elapsed + wait > budget else "")
-                    raise RetriesExhausted(
-                        f"{what} failed after {tries} attempts in {elapsed:.0f} s{why}: {error}",
-                        last=error) from error
-                log.warning("%s attempt %d: %s; retrying in %.1f s", what, tries, error, wait)
-                self._sleep(wait)
+        wait = backoff(self.retry, self._rng)
+
+        def warn(state: tenacity.RetryCallState) -> None:
+            log.warning("%s attempt %d: %s; retrying in %.1f s", what, state.attempt_number,
+                        state.outcome.exception() if state.outcome else None, state.upcoming_sleep)
+
+        retrying = within_budget(self.retry, retry=tenacity.retry_if_exception_type(TransientError),
+                                 wait=wait, clock=self._clock, sleep=self._sleep,
+                                 before_sleep=warn, started=started)
+        try:
+            result = retrying(attempt, deadline)
+        except TransientError as error:
+            tries, elapsed = retrying.statistics["attempt_number"], self._clock() - started
+            budget = self.retry.max_elapsed_seconds
+            asked = error.retry_after
+            why = (f" (the server asked for {asked:.0f} s more, past the {budget:.0f} s retry "
+                   "budget)" if asked is not None and tries < self.retry.max_attempts
+                   and elapsed + asked > budget else "")
+            raise RetriesExhausted(
+                f"{what} failed after {tries} attempts in {elapsed:.0f} s{why}: {error}",
+                last=error) from error
+        return result, retrying.statistics["attempt_number"], self._clock() - started
 
     @contextmanager
     def stream(self, path: str, params: Mapping[str, str] | None = None, *, what: str,

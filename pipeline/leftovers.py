@@ -11,73 +11,33 @@ before the mark existed) once it is old enough that no live run can still own it
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
 import re
 import shutil
-import socket
 import time
 from collections.abc import Iterable
 from pathlib import Path
+
+from pipeline.liveness import ProcessIdentity, started_at
 
 MAX_AGE_SECONDS = 24 * 3600
 _MARK = re.compile(r"~o([0-9a-f]{8})([0-9a-f]{8})-(\d+)-(\d+)~")
 
 
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return ""
-
-
-def _hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
-
-
-def _host() -> str:
-    with contextlib.suppress(OSError):
-        return _hash(f"{socket.gethostname()}\0{os.readlink('/proc/self/ns/pid')}")
-    return _hash(socket.gethostname())
-
-
-def _boot() -> str:
-    return _hash(_read("/proc/sys/kernel/random/boot_id"))
-
-
-def _started(pid: int) -> str | None:
-    """The start time of a live process in clock ticks after boot ("0" without /proc), or None
-    if there is none (a zombie, killed but not yet waited for, counts as none)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return None
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return "0"
-    fields = stat[stat.rindex(")") + 2:].split()  # the command name may hold spaces, parentheses
-    return None if fields[0] in ("Z", "X") else fields[19]
-
-
 def owner_mark() -> str:
     """This process's mark, for the names of its temporaries: ``~o<host><boot>-<pid>-<start>~``."""
-    pid = os.getpid()
-    return f"~o{_host()}{_boot()}-{pid}-{_started(pid) or 0}~"
+    me = ProcessIdentity.current()
+    return f"~o{me.host_hash()}{me.boot_hash()}-{me.pid}-{me.started or 0}~"
 
 
 def owner_gone(name: str) -> bool:
     """Whether ``name`` carries the mark of a process of this host that no longer runs."""
     found = _MARK.search(name)
-    if found is None or found.group(1) != _host():
+    me = ProcessIdentity.current()
+    if found is None or found.group(1) != me.host_hash():
         return False  # no mark, or another host's: only its age can tell
-    if found.group(2) != _boot():
+    if found.group(2) != me.boot_hash():
         return True  # written before this host last booted
-    started = _started(int(found.group(3)))
+    started = started_at(int(found.group(3)))
     return started is None or found.group(4) not in ("0", started)
 
 

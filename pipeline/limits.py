@@ -20,6 +20,8 @@ from functools import partial
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
+import tenacity
+
 log = logging.getLogger(__name__)
 EPSILON = 1e-9  # costs are floats: never refuse a request over rounding
 
@@ -214,17 +216,19 @@ class SqliteLimitStore(_SqlStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connect = partial(sqlite3.connect, path, timeout=busy_timeout_seconds,
                                 isolation_level=None)
-        deadline = time.monotonic() + busy_timeout_seconds
-        while True:  # switching a new file to WAL takes a lock the busy timeout does not wait for
-            try:
-                with closing(self._connect()) as db:
+        # Switching a new file to WAL takes a lock the busy timeout does not wait for.
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(lambda e: isinstance(e, sqlite3.OperationalError)
+                                              and "locked" in str(e)),
+            stop=tenacity.stop_after_delay(busy_timeout_seconds), wait=tenacity.wait_fixed(0.05),
+            reraise=True)
+        try:
+            for attempt in retrying:
+                with attempt, closing(self._connect()) as db:
                     db.execute("PRAGMA journal_mode=WAL")
                     db.executescript(SCHEMA)
-                break
-            except sqlite3.OperationalError as error:
-                if "locked" not in str(error) or time.monotonic() > deadline:
-                    raise LimitStoreError(f"limit store {self.path}: {error}") from error
-                time.sleep(0.05)
+        except sqlite3.OperationalError as error:
+            raise LimitStoreError(f"limit store {self.path}: {error}") from error
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -312,6 +312,8 @@ class SharedSettings(EnvSettings):
                                                "`tcp://host:port`, with `DAGSTER_EXECUTOR=dask`")
     alert_webhook_url: SecretStr | None = Field(None, description=(
         "a Slack-compatible webhook for failed runs and checks (docs/alerts.md)"))
+    dagster_ui_url: str | None = Field(None, description="the Dagster UI's address, for links "
+                                       "to runs in alerts")
     aws_access_key_id: SecretStr | None = Field(None, description="an `s3://` lake's key")
     aws_secret_access_key: SecretStr | None = Field(None, description="an `s3://` lake's secret")
     aws_session_token: SecretStr | None = Field(None, description="an `s3://` lake's session "

@@ -25,6 +25,7 @@ from urllib.parse import quote, urlencode
 
 import duckdb
 import httpx
+import tenacity
 
 from pipeline import sql
 from pipeline.amplitude.client import AmplitudeClient
@@ -120,21 +121,7 @@ def download(client: AmplitudeClient, cohort: Cohort, folder: Path, *, props: Se
     request_id = str(job.get("request_id") or "") if isinstance(job, dict) else ""
     if not request_id:
         raise CohortError(f"{label}: the download request answered no request_id: {job!r:.200}")
-    started, delay, polls, state = time.monotonic(), polling.first_seconds, 0, IN_PROGRESS
-    while state != COMPLETED:
-        if state != IN_PROGRESS:
-            raise CohortError(f"{label}: job {request_id} is {state!r:.200}")
-        waited = time.monotonic() - started
-        if waited >= polling.timeout_seconds:
-            raise CohortError(
-                f"{label}: download job {request_id} not completed after {waited / 60:.1f} "
-                f"minutes ({polls} polls; the bound is {polling.timeout_seconds / 60:g} minutes)."
-                " Try again later, or raise poll_timeout_minutes in the run config")
-        time.sleep(min(delay, polling.timeout_seconds - waited))
-        status = client.get_json(f"/api/5/cohorts/request-status/{quote(request_id, safe='')}",
-                                 what=f"{label} job status", endpoint=ENDPOINT)
-        state = str(status.get("async_status") if isinstance(status, dict) else status)
-        polls, delay = polls + 1, min(delay * 2, polling.max_seconds)
+    polls = _poll(client, label, request_id, polling)
     completed_at, part = datetime.now(UTC), folder / f"cohort_{cohort.id}.download"
 
     def on_status(response: httpx.Response) -> bool:
@@ -157,19 +144,56 @@ def download(client: AmplitudeClient, cohort: Cohort, folder: Path, *, props: Se
             raise TransientError(f"{label}'s file: the gzip stream is cut short or corrupt")
         return part.rename(folder / f"cohort_{cohort.id}.csv{'.gz' if gzipped else ''}")
 
-    for fresh in (0, 1):  # a link lives a minute: one fresh /file request gives a fresh one
-        try:
-            saved, tries, _ = client.with_retries(client.where(f"{label} file"), attempt)
-            break
-        except _LinkExpired as error:
-            if fresh:
-                raise CohortError(f"{label}: the download link stayed expired on a fresh "
-                                  f"request: {error}") from error
+    # A link lives a minute: one fresh /file request gives a fresh one.
+    fresh = tenacity.Retrying(retry=tenacity.retry_if_exception_type(_LinkExpired),
+                              stop=tenacity.stop_after_attempt(2), reraise=True)
+    try:
+        saved, tries, _ = fresh(client.with_retries, client.where(f"{label} file"), attempt)
+    except _LinkExpired as error:
+        raise CohortError(f"{label}: the download link stayed expired on a fresh request: "
+                          f"{error}") from error
+    requested_files = fresh.statistics["attempt_number"]
     return {"cohort_id": cohort.id, "name": cohort.name, "request_id": request_id,
             "last_computed": cohort.last_computed, "props": list(props), "file": saved.name,
-            "bytes": saved.stat().st_size, "requests": 1 + polls + tries + fresh,
+            # the request, its polls, the file's attempts, and a fresh /file request if one
+            "bytes": saved.stat().st_size, "requests": 1 + polls + tries + requested_files - 1,
             "requested_at": requested_at.isoformat(), "completed_at": completed_at.isoformat(),
             "downloaded_on": datetime.now(UTC).date().isoformat(), "carried_forward": False}
+
+
+def _poll(client: AmplitudeClient, label: str, request_id: str, polling: Polling) -> int:
+    """Wait, with doubling pauses, until the job completes; its status requests. Bounded by
+    ``polling.timeout_seconds``; a job in any other state than in progress is an error."""
+    status_path = f"/api/5/cohorts/request-status/{quote(request_id, safe='')}"
+
+    def state() -> str:
+        status = client.get_json(status_path, what=f"{label} job status", endpoint=ENDPOINT)
+        found = str(status.get("async_status") if isinstance(status, dict) else status)
+        if found not in (IN_PROGRESS, COMPLETED):
+            raise CohortError(f"{label}: job {request_id} is {found!r:.200}")
+        return found
+
+    started = time.monotonic()
+    # The first look after first_seconds, then pauses doubling up to max_seconds.
+    pause = tenacity.wait_exponential(multiplier=2 * polling.first_seconds,
+                                      min=polling.first_seconds, max=polling.max_seconds)
+
+    def wait(retry_state: tenacity.RetryCallState) -> float:  # never past the bound
+        return max(min(pause(retry_state),
+                       polling.timeout_seconds - (time.monotonic() - started)), 0.0)
+
+    polls = tenacity.Retrying(
+        retry=tenacity.retry_if_result(lambda found: found == IN_PROGRESS),
+        stop=tenacity.stop_after_delay(polling.timeout_seconds), wait=wait,
+        retry_error_callback=lambda _: IN_PROGRESS)
+    time.sleep(min(polling.first_seconds, polling.timeout_seconds))
+    if polls(state) != COMPLETED:
+        waited, count = time.monotonic() - started, polls.statistics["attempt_number"]
+        raise CohortError(
+            f"{label}: download job {request_id} not completed after {waited / 60:.1f} minutes "
+            f"({count} polls; the bound is {polling.timeout_seconds / 60:g} minutes). Try again "
+            "later, or raise poll_timeout_minutes in the run config")
+    return int(polls.statistics["attempt_number"])
 
 
 def _whole_gzip(path: Path) -> bool:

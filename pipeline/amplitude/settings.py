@@ -54,10 +54,12 @@ class AmplitudeOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    api_key_env: str = Field("AMPLITUDE_API_KEY", json_schema_extra=_yaml_only(
-        "AMPLITUDE_API_KEY"), description="the variable holding the project's API key")
-    secret_key_env: str = Field("AMPLITUDE_SECRET_KEY", json_schema_extra=_yaml_only(
-        "AMPLITUDE_SECRET_KEY"), description="the variable holding its secret key")
+    # The variables holding the keys: a YAML project names its own; the environment's project
+    # uses AMPLITUDE_API_KEY and AMPLITUDE_SECRET_KEY.
+    api_key_env: str = Field(json_schema_extra=_yaml_only("AMPLITUDE_API_KEY"),
+                             description="the variable holding the project's API key")
+    secret_key_env: str = Field(json_schema_extra=_yaml_only("AMPLITUDE_SECRET_KEY"),
+                                description="the variable holding its secret key")
     region: Annotated[str, choice(*REGION_HOSTS)] = Field(
         "us", description="`us` → `https://amplitude.com`, `eu` → "
         "`https://analytics.eu.amplitude.com`")
@@ -119,3 +121,7 @@ class AmplitudeSettings(EnvSettings, AmplitudeOptions):
 
     model_config = SettingsConfigDict(frozen=True, extra="forbid", env_prefix="AMPLITUDE_")
     docs_title: ClassVar[str] = "Amplitude"
+    api_key_env: str = Field("AMPLITUDE_API_KEY", json_schema_extra=_yaml_only(
+        "AMPLITUDE_API_KEY"), description="the variable holding the project's API key")
+    secret_key_env: str = Field("AMPLITUDE_SECRET_KEY", json_schema_extra=_yaml_only(
+        "AMPLITUDE_SECRET_KEY"), description="the variable holding its secret key")

@@ -33,6 +33,7 @@ API_SECRET = "MIXPANEL_API_SECRET"
 # Every credential of the environment's project, for the secrets test.
 CREDENTIALS = (*SERVICE_ACCOUNT, API_SECRET)
 API_SECRET_RETIRED_ON = date(2027, 3, 3)
+DEFAULT_START = "2026-01-01"
 MAX_WINDOW_DAYS = 31
 
 TIMESTAMPS_HELP = (
@@ -52,7 +53,8 @@ class MixpanelSettingsError(SettingsError):
     pass
 
 
-def _day(raw: Any) -> date:
+def setting_day(raw: Any) -> date:
+    """A day as the settings write it, ``YYYY-MM-DD``."""
     if isinstance(raw, date):
         return raw
     try:
@@ -79,6 +81,7 @@ class MixpanelOptions(BaseModel):
     """One Mixpanel project's options, as a project's YAML gives them (``attributes:``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    project_id_named: ClassVar[str] = "project_id"  # how messages name the setting
     _credentials: tuple[str, ...] = PrivateAttr(default=())
 
     timestamps: Annotated[str | None, BeforeValidator(_timestamps)] = Field(
@@ -91,8 +94,8 @@ class MixpanelOptions(BaseModel):
     base_url: str | None = Field(None, description="overrides the region's host")
     project_id: str | None = Field(None, description="the project's numeric id; required with a "
                                    "service account")
-    start: Annotated[date, BeforeValidator(_day)] = Field(
-        date(2026, 1, 1), description="first partition, a day `YYYY-MM-DD`")
+    start: Annotated[date, BeforeValidator(setting_day)] = Field(
+        date.fromisoformat(DEFAULT_START), description="first partition, a day `YYYY-MM-DD`")
     lag_days: Annotated[int, whole(0, 30)] = Field(
         1, description="whole days after a day ends before it is loaded")
     max_window_days: Annotated[int, whole(1, MAX_WINDOW_DAYS)] = Field(
@@ -101,14 +104,16 @@ class MixpanelOptions(BaseModel):
         5, description="the late-data schedule fetches the days before the newest again for "
         "this many days (offline mobile data may take up to 5)")
     time_in_ms: Flag = Field(False, description="ask the export for millisecond timestamps")
-    service_account_username_env: str = Field(
-        SERVICE_ACCOUNT[0], json_schema_extra=_yaml_only(SERVICE_ACCOUNT[0]),
+    # The variables holding the credentials: a YAML project names its own (a service account's
+    # two, or the deprecated project secret's); the environment's uses the standard ones.
+    service_account_username_env: str | None = Field(
+        None, json_schema_extra=_yaml_only(SERVICE_ACCOUNT[0]),
         description="the variable holding the service account's username")
-    service_account_secret_env: str = Field(
-        SERVICE_ACCOUNT[1], json_schema_extra=_yaml_only(SERVICE_ACCOUNT[1]),
+    service_account_secret_env: str | None = Field(
+        None, json_schema_extra=_yaml_only(SERVICE_ACCOUNT[1]),
         description="the variable holding the service account's secret")
-    api_secret_env: str = Field(
-        API_SECRET, json_schema_extra=_yaml_only(API_SECRET),
+    api_secret_env: str | None = Field(
+        None, json_schema_extra=_yaml_only(API_SECRET),
         description="the variable holding the deprecated project secret (used only when the "
         "service account's variables are unset)")
 
@@ -149,22 +154,29 @@ class MixpanelOptions(BaseModel):
         """Which variables hold the credentials; an incomplete set is refused, naming what is
         missing (never a value)."""
         env = current_env()
-        account = (self.service_account_username_env, self.service_account_secret_env)
+        named = (self.service_account_username_env, self.service_account_secret_env)
+        account = tuple(name for name in named if name)
         present = [bool(env.get(name, "").strip()) for name in account]
         if any(present):
             missing = [name for name, there in zip(account, present, strict=True) if not there]
-            if missing:
-                raise ValueError(f"{' and '.join(missing)} must be set with the other service "
-                                 "account variable")
+            if missing or len(account) < 2:
+                raise ValueError(f"{' and '.join(missing) or 'both variables'} must be set with "
+                                 "the other service account variable")
             if self.project_id is None or not self.project_id.strip().isdigit():
-                raise ValueError("MIXPANEL_PROJECT_ID must be the project's numeric id (Project "
-                                 "Settings) when authenticating with a service account")
+                raise ValueError(f"{self.project_id_named} must be the project's numeric id "
+                                 "(Project Settings) when authenticating with a service account")
             return account
-        if env.get(self.api_secret_env, "").strip():
+        if self.api_secret_env and env.get(self.api_secret_env, "").strip():
             return (self.api_secret_env,)
-        raise ValueError(
-            f"no Mixpanel credentials: set {account[0]}, {account[1]} and MIXPANEL_PROJECT_ID "
-            f"(a service account), or the deprecated {self.api_secret_env}")
+        if not (account or self.api_secret_env):
+            raise ValueError("no Mixpanel credentials: name the variables that hold them "
+                             "(service_account_username_env and service_account_secret_env, "
+                             "or the deprecated api_secret_env)")
+        wanted = (f"{' and '.join(account)} (a service account, with {self.project_id_named})"
+                  if account else "")
+        secret = f"the deprecated {self.api_secret_env}" if self.api_secret_env else ""
+        raise ValueError("no Mixpanel credentials: set "
+                         + " or ".join(w for w in (wanted, secret) if w))
 
     @property
     def deprecated_auth(self) -> str | None:
@@ -183,7 +195,7 @@ class MixpanelOptions(BaseModel):
         used = self.credential_variables_in_use()
         if used == (self.api_secret_env,):
             return used[0]
-        return f"{used[0]}, {used[1]} and MIXPANEL_PROJECT_ID"
+        return f"{used[0]}, {used[1]} and {self.project_id_named}"
 
 
 
@@ -194,6 +206,17 @@ class MixpanelSettings(EnvSettings, MixpanelOptions):
     model_config = SettingsConfigDict(frozen=True, extra="forbid", env_prefix="MIXPANEL_")
     docs_title: ClassVar[str] = "Mixpanel"
     error: ClassVar[type[SettingsError]] = MixpanelSettingsError
+    project_id_named: ClassVar[str] = "MIXPANEL_PROJECT_ID"
+    service_account_username_env: str | None = Field(
+        SERVICE_ACCOUNT[0], json_schema_extra=_yaml_only(SERVICE_ACCOUNT[0]),
+        description="the variable holding the service account's username")
+    service_account_secret_env: str | None = Field(
+        SERVICE_ACCOUNT[1], json_schema_extra=_yaml_only(SERVICE_ACCOUNT[1]),
+        description="the variable holding the service account's secret")
+    api_secret_env: str | None = Field(
+        API_SECRET, json_schema_extra=_yaml_only(API_SECRET),
+        description="the variable holding the deprecated project secret (used only when the "
+        "service account's variables are unset)")
 
     @classmethod
     def from_env(cls, env: Any = None) -> Self:
