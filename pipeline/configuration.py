@@ -8,6 +8,7 @@ to keep out of every log, and ``docs/configuration.md``.
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -44,15 +45,22 @@ def credentials(extra: Iterable[str] = ()) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*names, *extra]))
 
 
+def _doc(model: type[BaseModel]) -> str:
+    return inspect.cleandoc(model.__doc__ or "").replace("``", "`")
+
+
 def _section(title: str, model: type[BaseModel], yaml: bool) -> list[str]:
-    lines = [f"## {title}", "", (model.__doc__ or "").strip(), ""]
+    lines = [f"## {title}", "", _doc(model), ""]
     if yaml:
         lines += ["| variable | YAML key | default | meaning |", "| --- | --- | --- | --- |"]
         for name, row in zip(model.model_fields, table(model), strict=True):
             field = model.model_fields[name]
             variable, rest = row.split(" | ", 1)
-            if yaml_only(field):
-                variable = "| (YAML only)"
+            if yaml_only(field):  # the variable holds the secret; YAML names a variable
+                extra = field.json_schema_extra if isinstance(field.json_schema_extra,
+                                                              dict) else {}
+                variable = f"| `{extra.get('default_variable')}` (a secret)"
+                rest = "names the variable | " + rest.split(" | ", 1)[1]
             lines.append(f"{variable} | `{name}` | {rest}")
     else:
         lines += ["| variable | default | meaning |", "| --- | --- | --- |", *table(model)]

@@ -40,6 +40,7 @@ from duckdb import DuckDBPyConnection as Connection
 
 from pipeline import engine, leftovers
 from pipeline.object_storage import Explained, ObjectStorage, explained, is_remote
+from pipeline.settings import SharedSettings
 
 MANIFEST = "_manifest.json"
 CURRENT = "_current.json"
@@ -239,7 +240,7 @@ class Lake:
         elif self.storage is None:
             parent = Path(self.root) / ".scratch"
         else:
-            parent = Path(os.environ.get("LAKE_SCRATCH") or tempfile.gettempdir()) / "lake-scratch"
+            parent = scratch_folder() / "lake-scratch"
         parent.mkdir(parents=True, exist_ok=True)
         leftovers.sweep(parent.iterdir())
         path = parent / f"{uuid.uuid4().hex}{leftovers.owner_mark()}"
@@ -407,6 +408,11 @@ class Lake:
         self.delete(folder / CURRENT)
         if not self.keep_table_versions:
             self._prune(folder, keep="", files=True)
+
+
+def scratch_folder() -> Path:
+    """Local disk for the work in progress of a lake on object storage (``LAKE_SCRATCH``)."""
+    return Path(SharedSettings.from_env().lake_scratch or tempfile.gettempdir())
 
 
 def _release_buffers() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from contextvars import ContextVar
 from typing import Annotated, Any, ClassVar, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -347,7 +348,7 @@ class InstanceSettings(EnvSettings):
     host: str | None = Field(None, description="PostgreSQL host of run, event and schedule "
                              "storage")
     port: str = Field("5432", description="its port")
-    username: str | None = Field(None, description="its user")
+    user: str | None = Field(None, description="its user")
     password: SecretStr | None = Field(None, description="its password")
     db: str | None = Field(None, description="its database")
 
@@ -362,6 +363,8 @@ def _default(field: FieldInfo) -> str:
         return "unset"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, datetime):
+        return f"`{value:%Y-%m-%dT%H}`"
     return f"`{value}`"
 
 

@@ -12,8 +12,6 @@ manifest → one Parquet file → one warehouse transaction.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
@@ -24,7 +22,7 @@ from typing import Any
 import duckdb
 
 from pipeline import leftovers
-from pipeline.lake import Lake, LakeError, day_partition
+from pipeline.lake import Lake, LakeError, day_partition, scratch_folder
 from pipeline.partition_swap import replace_partition
 
 
@@ -101,7 +99,7 @@ class Snapshots:
         if not self.lake.remote:
             return [Path(f) if Path(f).is_absolute() else self.lake.local(folder / f)
                     for f in landing.files]
-        cache = Path(os.environ.get("LAKE_SCRATCH") or tempfile.gettempdir()) / "lake-cache"
+        cache = scratch_folder() / "lake-cache"
         local = []
         for name in landing.files:
             path = cache / str(folder / name)

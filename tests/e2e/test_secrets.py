@@ -20,6 +20,7 @@ from simulator import Fault, MixpanelConfig, MixpanelSimulator, Simulator, Simul
 from tests.conftest import DAY, SMALL
 from tests.e2e.conftest import event_assets
 from tests.e2e.test_alerts import evaluate
+from tests.e2e.test_projects import WEB_YAML, projects_package
 from tests.unit.test_alerts import running_receiver
 
 pytestmark = pytest.mark.slow
@@ -37,12 +38,17 @@ MIXPANEL = MixpanelConfig(username="mp-user-6d2a-credential", secret="mp-secret-
                           api_secret="mp-api-4e9f-credential", events_per_day=40,
                           limits_enabled=False)
 MIXPANEL_DAY = "2026-11-01"  # Los Angeles falls back: the repeated hour is in it
+WEB = SimulatorConfig(project_id=222, api_key="web-key-2c8d-credential",
+                      secret_key="web-sec-55aa-credential", seed=3, profile=SMALL.profile,
+                      events_per_member=SMALL.events_per_member, first_hour=DAY,
+                      last_hour=DAY + timedelta(hours=23))
+YAML_CREDENTIALS = ("WEB_AMPLITUDE_API_KEY", "WEB_AMPLITUDE_SECRET_KEY")
 
 
 def secrets_in(env: dict[str, str]) -> dict[str, str]:
     """Every credential's value, the password of a base URL that carries one, and the password
     inside a DuckLake catalog string."""
-    found = {name: env[name] for name in credentials() if name in env}
+    found = {name: env[name] for name in credentials(YAML_CREDENTIALS) if name in env}
     password = urlsplit(env["AMPLITUDE_BASE_URL"]).password
     if password:
         found["AMPLITUDE_BASE_URL password"] = password
@@ -96,7 +102,7 @@ def check_no_credential_shows(tmp_path, caplog, monkeypatch, extra: dict[str, st
     config = SimulatorConfig(profile=SMALL.profile, events_per_member=SMALL.events_per_member,
                              api_key="key-7f3a9b-credential", secret_key="sec-91bd2e-credential",
                              first_hour=DAY, last_hour=DAY + timedelta(hours=23))
-    with Simulator(config) as sim, instance() as instance, \
+    with Simulator(config) as sim, instance() as instance, Simulator(WEB) as web_sim, \
             running_receiver() as receiver, MixpanelSimulator(MIXPANEL) as mp_sim:
         base = sim.url.replace("http://", "http://urluser:urlpass-44c1d-credential@")
         env = {"AMPLITUDE_API_KEY": config.api_key, "AMPLITUDE_SECRET_KEY": config.secret_key,
@@ -109,19 +115,27 @@ def check_no_credential_shows(tmp_path, caplog, monkeypatch, extra: dict[str, st
                "MIXPANEL_PROJECT_ID": str(MIXPANEL.project_id),
                "MIXPANEL_API_SECRET": MIXPANEL.api_secret, "MIXPANEL_BASE_URL": mp_sim.url,
                "MIXPANEL_TIMESTAMPS": "local", "MIXPANEL_PROJECT_TIMEZONE": MIXPANEL.timezone,
-               "MIXPANEL_START": MIXPANEL_DAY, **extra}
+               "MIXPANEL_START": MIXPANEL_DAY, **extra,
+               # a second Amplitude project, declared in YAML, with keys of its own
+               "WEB_AMPLITUDE_API_KEY": WEB.api_key,
+               "WEB_AMPLITUDE_SECRET_KEY": WEB.secret_key}
         for name, value in env.items():
             monkeypatch.setenv(name, value)
+        monkeypatch.syspath_prepend(str(tmp_path))
+        module = projects_package(tmp_path, {"web/defs.yaml": WEB_YAML.format(
+            url=web_sim.url, start=f"{DAY:%Y-%m-%dT%H}")})
         secrets = secrets_in(env) | {"a wrong secret": "wrong-5e0f7a-credential",
-                                     "a wrong Mixpanel secret": "mp-wrong-31c8-credential"} | (
-            refused or {})
-        defs = build_defs(env)
+                                     "a wrong Mixpanel secret": "mp-wrong-31c8-credential",
+                                     "the second project's wrong secret":
+                                         "web-wrong-90ab-credential"} | (refused or {})
+        defs = build_defs(env, defs_module=module)
         today = datetime.now(UTC).date().isoformat()
 
         def run(assets, partition, **kwargs):
             now = dict(os.environ)
-            return dg.materialize(assets, resources=build_defs(now).resources, instance=instance,
-                partition_key=partition, raise_on_error=False, **kwargs)
+            return dg.materialize(assets, resources=build_defs(now, defs_module=module).resources,
+                                  instance=instance, partition_key=partition,
+                                  raise_on_error=False, **kwargs)
 
         hour = BUSY.strftime("%Y-%m-%d-%H:%M")
         refetch = {"run_config": {"ops": {"amplitude__raw_export": {"config": {"refetch": True}}}}}
@@ -155,6 +169,16 @@ def check_no_credential_shows(tmp_path, caplog, monkeypatch, extra: dict[str, st
         assert [o.success for o in mp_outcomes] == [True, False, True]
         assert [r.status for r in mp_sim.export_requests()] == [200, 401, 200]
         outcomes += mp_outcomes
+        web = [a for a in defs.assets if any(k.path[0] == "amplitude_web" and k.path[1] in (
+            "raw_export", "events_parquet", "events") for k in a.keys)]
+        web_outcomes = [run(web, hour)]  # the second project's happy path, with its own keys
+        monkeypatch.setenv("WEB_AMPLITUDE_SECRET_KEY",
+                           secrets["the second project's wrong secret"])
+        web_outcomes.append(run(web, hour, run_config={"ops": {"amplitude_web__raw_export": {
+            "config": {"refetch": True}}}}))  # 401
+        monkeypatch.setenv("WEB_AMPLITUDE_SECRET_KEY", WEB.secret_key)
+        assert [o.success for o in web_outcomes] == [True, False]
+        outcomes += web_outcomes
         for outcome in outcomes:  # the alerts an operator would get, through the real poster
             evaluate(alert_on_failed_checks if outcome.success else alert_on_run_failure,
                      instance, outcome)
@@ -180,6 +204,7 @@ def check_no_credential_shows(tmp_path, caplog, monkeypatch, extra: dict[str, st
             texts["lake objects"] = lake_text
     assert "AMPLITUDE_API_KEY" in texts["errors"]  # errors name the variables instead
     assert "MIXPANEL_SERVICE_ACCOUNT_SECRET" in texts["errors"]
+    assert "WEB_AMPLITUDE_API_KEY and WEB_AMPLITUDE_SECRET_KEY" in texts["errors"]
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.suffix == ".parquet" for p in files) or "parquet" in lake_text
     for what, value in secrets.items():
