@@ -16,18 +16,24 @@ import pytest
 from assets.definitions import build_defs
 from assets.partitions import partition_key
 from pipeline.amplitude.landing import AmplitudeLake
-from pipeline.amplitude.schema import EXPORT_COLUMNS, KNOWN_KEYS
 from pipeline.lake import Lake
 from simulator import Simulator, SimulatorConfig
 from tests.conftest import DAY, SMALL
+from tests.expected import (
+    AMPLITUDE_FIELDS,
+    AMPLITUDE_JSON_COLUMNS,
+    AMPLITUDE_KEYS,
+    AMPLITUDE_TIMESTAMPS,
+)
 
 # The environment's Amplitude project, as the UI and the CLI name its assets.
 RAW_EXPORT = dg.AssetKey(["amplitude", "raw_export"])
 EVENTS_PARQUET = dg.AssetKey(["amplitude", "events_parquet"])
 EVENTS = dg.AssetKey(["amplitude", "events"])
 
-TIMESTAMPS = {c.key for c in EXPORT_COLUMNS if c.duckdb_type == "TIMESTAMPTZ"}
-JSONS = {c.key for c in EXPORT_COLUMNS if c.duckdb_type == "JSON"}
+# The tests' own mapping (tests/expected.py), never the pipeline's lists.
+TIMESTAMPS = AMPLITUDE_TIMESTAMPS  # export keys whose values are UTC strings without a zone
+JSONS = AMPLITUDE_JSON_COLUMNS  # columns held as JSON text, compared parsed
 
 
 def event_assets(defs: dg.Definitions) -> list[dg.AssetsDefinition]:
@@ -120,15 +126,16 @@ def _ts(text: str | None) -> datetime | None:
 
 
 def served_rows(sim: Simulator, hour: datetime) -> dict[str, dict]:
-    """Each served line, keyed by uuid, in the shape the warehouse should hold it."""
+    """Each served line, keyed by uuid, in the shape the warehouse should hold it (by the
+    tests' own mapping, ``tests/expected.py``)."""
     rows = {}
     for raw in sim.hour_lines(hour):
         line = json.loads(raw)
         row = {}
-        for column in EXPORT_COLUMNS:
-            value = line.get(column.key)
-            row[column.name] = _ts(value) if column.key in TIMESTAMPS else value
-        extras = {k: v for k, v in line.items() if k not in KNOWN_KEYS}
+        for key, (name, _) in AMPLITUDE_FIELDS.items():
+            value = line.get(key)
+            row[name] = _ts(value) if key in TIMESTAMPS else value
+        extras = {k: v for k, v in line.items() if k not in AMPLITUDE_KEYS}
         row["_extras"] = extras or None
         row["_upload_hour"] = hour
         rows[line["uuid"]] = row
@@ -138,8 +145,7 @@ def served_rows(sim: Simulator, hour: datetime) -> dict[str, dict]:
 def canonical(row: dict) -> dict:
     """A loaded row with its JSON text parsed back, comparable to ``served_rows``."""
     out = dict(row)
-    for key in [*JSONS, "_extras"]:
-        name = key.lstrip("$")
+    for name in JSONS:
         if out.get(name) is not None:
             out[name] = json.loads(out[name])
     out.pop("_source_member", None)
@@ -160,15 +166,34 @@ def parquet_rows(path: PurePath, lake: AmplitudeLake | None = None) -> dict[str,
     return {r["uuid"]: canonical(r) for r in table.to_pylist()}
 
 
+def served_uuids(sim: Simulator, hour: datetime) -> list[str]:
+    """Every served line's uuid, sorted, one per line (a uuid served twice is here twice)."""
+    return sorted(json.loads(raw)["uuid"] for raw in sim.hour_lines(hour))
+
+
+def warehouse_uuids(con: duckdb.DuckDBPyConnection, hour: datetime) -> list[str]:
+    """Every loaded row's uuid for ``hour``, sorted, one per row (a copy loaded twice shows)."""
+    return [uuid for (uuid,) in con.execute(
+        "SELECT uuid FROM amplitude.events WHERE _upload_hour = ? ORDER BY uuid", [hour]
+    ).fetchall()]
+
+
 def assert_hour_matches_served(project: Project, hour: datetime) -> None:
-    """DuckDB and Parquet hold exactly what the simulator served for ``hour``, field by field."""
+    """DuckDB and Parquet hold exactly what the simulator served for ``hour``, field by field,
+    one row per served line (no copy lost, none doubled)."""
     expected = served_rows(project.sim, hour)
+    uuids = served_uuids(project.sim, hour)
     with project.warehouse() as con:
         loaded = warehouse_rows(con, hour)
-    assert len(loaded) == len(expected) == project.sim.hour_count(hour)
+        assert warehouse_uuids(con, hour) == uuids
+    assert len(loaded) == len(expected) == len(uuids) == project.sim.hour_count(hour)
     assert loaded == expected
     lake = project.lake
-    assert parquet_rows(lake.events_file(hour), lake) == expected
+    path = lake.events_file(hour)
+    assert parquet_rows(path, lake) == expected
+    filesystem = lake.fs.inner if lake.remote else None
+    assert sorted(pq.read_table(str(path), columns=["uuid"], filesystem=filesystem)
+                  .column("uuid").to_pylist()) == uuids
 
 
 def hour_metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict[str, dict]:

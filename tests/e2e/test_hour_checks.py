@@ -12,9 +12,9 @@ import dagster as dg
 from assets.partitions import partition_key
 from pipeline.amplitude.hour_checks import SPECS, check_hour
 from pipeline.amplitude.load import LoadRecord
-from pipeline.amplitude.schema import KNOWN_KEYS
 from tests.conftest import DAY, amplitude_warehouse
 from tests.e2e.conftest import Project
+from tests.expected import AMPLITUDE_KEYS
 
 H = timedelta(hours=1)
 FIRST = DAY + 8 * H
@@ -74,7 +74,7 @@ def test_schema_drift_names_exactly_the_fields_the_simulator_added(project):
     result = project.materialize(FIRST, SECOND)
     for hour in (FIRST, SECOND):
         added = sorted({key for raw in project.sim.hour_lines(hour) for key in json.loads(raw)
-                        if key not in KNOWN_KEYS})
+                        if key not in AMPLITUDE_KEYS})
         drift = next(e for e in result.get_asset_check_evaluations()
                      if e.check_name == "no_schema_drift" and e.partition == partition_key(hour))
         assert drift.passed == (not added)

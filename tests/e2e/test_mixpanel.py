@@ -22,10 +22,10 @@ from assets.definitions import build_defs
 from pipeline.lake import Lake
 from pipeline.mixpanel import landing
 from pipeline.mixpanel.landing import MixpanelLake
-from pipeline.mixpanel.schema import EVENT_COLUMNS, PROMOTED
 from simulator import MixpanelConfig, MixpanelSimulator
 from simulator.mixpanel_data import EPOCH, Served
 from tests.e2e.conftest import hour_metadata
+from tests.expected import MIXPANEL_COLUMNS, MIXPANEL_PROMOTED
 
 FALL = date(2026, 11, 1)  # Los Angeles falls back at 02:00: 01:00-02:00 happens twice
 SPRING = date(2026, 3, 8)  # and springs forward at 02:00: 02:00-03:00 never happens
@@ -152,8 +152,8 @@ def expected_row(config: MixpanelConfig, served: Served, day: date) -> dict[str,
         "insert_id": served.insert_id, "time": instant,
         "time_raw": float(raw), "time_in_ms": None,
         "mp_processing_time": EPOCH + timedelta(milliseconds=served.processing_ms)}
-    for column in PROMOTED:
-        row[column.name] = _promoted(properties.get(column.key), column.duckdb_type)
+    for key, (name, duckdb_type) in MIXPANEL_PROMOTED.items():  # the tests' own mapping
+        row[name] = _promoted(properties.get(key), duckdb_type)
     row.update(properties=properties, _extras=None, _day=day)
     return row
 
@@ -200,7 +200,7 @@ def assert_day_matches_served(project: MixpanelProject, day: date) -> None:
     expected = served_rows(project, day)
     loaded = warehouse_rows(project, day)
     assert len(loaded) == len(expected) > 0
-    assert [c.name for c in EVENT_COLUMNS if c.name != "_source_file"] == list(loaded[0])
+    assert [name for name in MIXPANEL_COLUMNS if name != "_source_file"] == list(loaded[0])
     for got, want in zip(loaded, expected, strict=True):
         assert got == want
     assert parquet_rows(project, day) == expected

@@ -156,6 +156,15 @@ def assert_no_leftovers(project: Project) -> None:
     assert left == []
 
 
+def assert_cli_hours_match_served(sim: Simulator, root: Path, hours: list[int]) -> None:
+    """For a CLI run's lake and warehouse under ``root`` (``tests/e2e/test_cli.py``'s
+    ``cli_env``): each hour of DAY in ``hours`` holds exactly the rows the simulator served, field
+    by field, one copy of each, in DuckDB and in its Parquet file."""
+    project = Project(sim, root)  # the same paths: root/warehouse.duckdb, root/lake
+    for hour in hours:
+        assert_hour_matches_served(project, DAY.replace(hour=hour))
+
+
 def assert_exact(project: Project, *hours: datetime) -> None:
     for hour in hours:
         assert_hour_matches_served(project, hour)

@@ -16,6 +16,7 @@ from tests.e2e.conftest import (
     make_project,
 )
 from tests.e2e.test_cli import ROOT, cli_env, expected, loaded  # noqa: F401 - cli_env: a fixture
+from tests.faults.conftest import assert_cli_hours_match_served
 
 HOUR = DAY + timedelta(hours=8)
 shared = make_project(SMALL)
@@ -81,3 +82,6 @@ def test_separate_runs_of_the_same_and_other_hours_at_once_load_one_copy_each(cl
         _, stderr = process.communicate(timeout=300)
         assert process.returncode == 0, stderr[-3000:]
     assert loaded(tmp_path) == expected(sim, [8, 9, 10])
+    # The rows themselves: one copy of each served event per hour (two runs of 08:00 at once
+    # must not double it), every field as served, in DuckDB and Parquet.
+    assert_cli_hours_match_served(sim, tmp_path, [8, 9, 10])

@@ -41,7 +41,10 @@ from assets.executor import (
     reap_dead_runs,
 )
 from simulator import Fault
+from tests.conftest import DAY
+from tests.e2e.conftest import Project, warehouse_uuids
 from tests.e2e.test_cli import ROOT, cli_env, expected, loaded, run
+from tests.faults.conftest import assert_cli_hours_match_served
 
 __all__ = ["cli_env"]  # the fixture, shared with tests/e2e/test_cli.py
 
@@ -210,6 +213,9 @@ def rerun_and_check(sim, env: dict[str, str], tmp_path: Path, clean_seconds: flo
         assert con.execute("SELECT count(*), count(DISTINCT uuid) FROM amplitude.events"
                            ).fetchone() == (sum(expected(sim, HOURS).values()),) * 2
         assert con.execute("SELECT count(*) FROM amplitude._loads").fetchone() == (len(HOURS),)
+    # The rows themselves: each hour's uuids and fields are what the simulator served, one copy
+    # each, in DuckDB and in the hour's Parquet file.
+    assert_cli_hours_match_served(sim, tmp_path, HOURS)
     with instance_at(env) as instance:
         records = instance.get_run_records()
         assert sorted(r.dagster_run.status.value for r in records) == ["FAILURE", "SUCCESS"]
@@ -287,6 +293,10 @@ def test_killed_inside_a_load_transaction(cli_env):
     # The first hour was committed whole; the second, whose rows were in but not committed, is
     # not there at all: never half an hour.
     assert warehouse_hours(tmp_path) == expected(sim, HOURS[:1])
+    assert_cli_hours_match_served(sim, tmp_path, HOURS[:1])  # the first hour's rows, exactly
+    with Project(sim, tmp_path).warehouse() as con:
+        assert {h: warehouse_uuids(con, DAY.replace(hour=h)) for h in HOURS[1:]} == {
+            h: [] for h in HOURS[1:]}
     rerun_and_check(sim, env, tmp_path, clean)
 
 
