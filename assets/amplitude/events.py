@@ -23,7 +23,7 @@ from pipeline.amplitude.hour_parquet import write_hour_parquet
 from pipeline.amplitude.landing import AmplitudeLake, LandedHour
 from pipeline.amplitude.load import LoadRecord, load_hour
 from pipeline.amplitude.normalize import PARSER_VERSION, NormalizeError
-from pipeline.amplitude.refusals import Refusal, Refusals, loadable
+from pipeline.amplitude.refusals import hour_refusals, loadable
 from pipeline.amplitude.rejects import rejects_for
 from pipeline.amplitude.schema import EVENT_COLUMNS
 from pipeline.amplitude.settings import AmplitudeOptions
@@ -111,7 +111,7 @@ def build_event_assets(names: Names, options: AmplitudeOptions,
                                           max_window_hours=amplitude.max_window_hours,
                                           lag_hours=amplitude.lag_hours, run_id=context.run.run_id):
                 if isinstance(outcome, HourRefused):
-                    key = partition_key(outcome.refusal.upload_hour)
+                    key = partition_key(outcome.upload_hour)
                     run.note(key, {"refused": outcome.refusal.cause})
                     run.fail(key, str(outcome.refusal))
                 else:
@@ -132,7 +132,7 @@ def build_event_assets(names: Names, options: AmplitudeOptions,
         for table in ("events", "rejects"):  # superseded versions past their grace period
             store.tidy_tables(names.namespace, table)
         run, refusals = RangeRun(context, parquet_key, context.partition_keys, unit=UNIT), \
-            Refusals(store)
+            hour_refusals(store)
         for hour in run_hours(context):
             key, fetch = partition_key(hour), refusals.get(hour, "fetch")
             if fetch is not None and fetch.run_id == run_id:
@@ -144,9 +144,8 @@ def build_event_assets(names: Names, options: AmplitudeOptions,
                 result = write_hour_parquet(store, landed, lake.limits(),
                                             quarantine=options.rejects == "quarantine")
             except (NormalizeError, LakeError) as error:
-                refusal = Refusal(hour, "normalize", str(error), run_id,
-                                  landing_version=landed.version if landed else None)
-                refusals.record(refusal)
+                refusal = refusals.record(hour, "normalize", str(error), run_id,
+                                          landed.version if landed else None)
                 run.note(key, {"refused": str(error)})
                 run.fail(key, str(refusal))
                 continue

@@ -18,12 +18,13 @@ from pipeline import source
 from pipeline.http import HttpError
 from pipeline.lake import LakeError
 from pipeline.limits import LimitWaitTimeout
+from pipeline.lineage import landing_version_of
 from pipeline.mixpanel import landing
 from pipeline.mixpanel.checks import DUPLICATE_SHARE_WARN, duplicate_share
 from pipeline.mixpanel.days import DayNotReady, plan_windows
 from pipeline.mixpanel.landing import MixpanelLake
 from pipeline.mixpanel.load import MixpanelLoad, load_day
-from pipeline.mixpanel.normalize import PARSER_VERSION, NormalizeError
+from pipeline.mixpanel.normalize import PARSER_VERSION
 from pipeline.mixpanel.schema import EVENT_COLUMNS
 from pipeline.mixpanel.settings import MixpanelOptions
 from pipeline.partition_swap import RowDropRefused
@@ -141,20 +142,25 @@ def build_mixpanel_assets(names: Names, options: MixpanelOptions,
         lake: LakeResource = context.resources.lake
         store = project_lake(context, names)
         store.tidy_tables(names.namespace, landing.TABLE)  # superseded versions past grace
+        run, notes = RangeRun(context, parquet_key, context.partition_keys, unit=UNIT), \
+            landing.refusals(store)
         with store.scratch() as scratch:
-            try:
-                written = landing.write_days(store, run_days(context), scratch, zone=zone,
-                                             limits=lake.limits())
-            except (NormalizeError, LakeError) as error:
-                raise dg.Failure(f"{parquet_key.to_user_string()}: {error}",
-                                 allow_retries=False) from error
-        for day in written:
-            context.add_asset_metadata({
-                "dagster/row_count": day.rows, "parquet_bytes": day.bytes,
-                "request_window": day.landed.request_window,
-                "path": dg.MetadataValue.path(store.url(day.path)),
-            }, partition_key=day.day.isoformat())
-        return dg.MaterializeResult(metadata={"dagster/column_schema": COLUMN_SCHEMA})
+            written, refused = landing.write_days(store, run_days(context), scratch, zone=zone,
+                                                  limits=lake.limits())
+        for file in written:
+            notes.clear(file.day, "normalize")
+            run.ok(file.day.isoformat(), {
+                "dagster/row_count": file.rows, "parquet_bytes": file.bytes,
+                "request_window": file.landed.request_window,
+                "path": dg.MetadataValue.path(store.url(file.path))})
+        for day, cause in refused.items():
+            landed_day = landing.landed(store, day)
+            notes.record(day, "normalize", cause, context.run.run_id,
+                         landed_day.version if landed_day else None)
+            run.note(day.isoformat(), {"refused": cause})
+            run.fail(day.isoformat(), cause)
+        # the load fails the refused days: their files, if any, are from an earlier fetch
+        return run.finish(fail_step=False, metadata={"dagster/column_schema": COLUMN_SCHEMA})
 
     @dg.asset(
         key=events_key, deps=[parquet_key], pool=WAREHOUSE_POOL, kinds={"duckdb"},
@@ -179,6 +185,17 @@ def build_mixpanel_assets(names: Names, options: MixpanelOptions,
                 if landed is None or parquet is None:
                     run.fail(key, f"Mixpanel day {day}: not landed and normalized (materialize "
                              f"{raw_key.to_user_string()} and {parquet_key.to_user_string()})")
+                    continue
+                refused = landing.refusals(store).get(day, "normalize")
+                if refused is not None and refused.landing_version == landed.version:
+                    run.fail(key, str(refused))
+                    continue
+                with store.connect() as reader:
+                    built_from = landing_version_of(store.url(parquet), reader)
+                if built_from is not None and built_from != landed.version:
+                    run.fail(key, f"Mixpanel day {day}: its Parquet file was built from landing "
+                             f"{built_from}, not the current {landed.version} (normalize "
+                             f"failed on it?): materialize {parquet_key.to_user_string()} again")
                     continue
                 try:
                     record = load_day(con, schema, store.url(parquet),

@@ -18,8 +18,9 @@ from pathlib import Path
 from pipeline.amplitude.archive import ArchiveError
 from pipeline.amplitude.export import ExportClient, fetch_windows
 from pipeline.amplitude.landing import AmplitudeLake, LandedHour
-from pipeline.amplitude.refusals import Refusal, Refusals
+from pipeline.amplitude.refusals import hour_refusals
 from pipeline.hours import ExportWindow, plan_windows
+from pipeline.refusals import Refusal
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def hours_to_fetch(lake: AmplitudeLake, hours: Sequence[datetime], *, now: datet
     """
     fetch: list[datetime] = []
     reuse: list[LandedHour] = []
-    refusals = Refusals(lake)
+    refusals = hour_refusals(lake)
     for hour in hours:
         landed = None if refetch else lake.landed_or_none(hour)
         if (landed is not None and now - landed.fetched_at < refetch_after
@@ -56,6 +57,7 @@ class HourFetched:
 
 @dataclass(frozen=True)
 class HourRefused:
+    upload_hour: datetime
     refusal: Refusal
 
 
@@ -63,7 +65,7 @@ def fetch_and_land(client: ExportClient, lake: AmplitudeLake, hours: Sequence[da
                    scratch: Path, *, max_window_hours: int, now: datetime, lag_hours: int,
                    run_id: str) -> Iterator[HourFetched | HourRefused]:
     """Fetch ``hours`` in as few windows as allowed and land each archive as it arrives."""
-    refusals = Refusals(lake)
+    refusals = hour_refusals(lake)
     pending = list(reversed(plan_windows(list(hours), max_window_hours, now=now,
                                          lag_hours=lag_hours)))
     while pending:
@@ -89,7 +91,6 @@ def fetch_and_land(client: ExportClient, lake: AmplitudeLake, hours: Sequence[da
                             "hour(s)", window, error, first, second)
                 pending.extend([second, first])
                 continue
-            refusal = Refusal(rest[0], "fetch", str(error), run_id)
-            refusals.record(refusal)
+            refusal = refusals.record(rest[0], "fetch", str(error), run_id)
             log.error("%s", refusal)
-            yield HourRefused(refusal)
+            yield HourRefused(rest[0], refusal)

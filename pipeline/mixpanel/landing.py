@@ -36,7 +36,8 @@ from pipeline.engine import EngineLimits
 from pipeline.lake import Lake, LakeError, day_partition, new_version_name
 from pipeline.mixpanel.days import DayWindow
 from pipeline.mixpanel.export import Download
-from pipeline.mixpanel.normalize import normalize_window
+from pipeline.mixpanel.normalize import NormalizeError, normalize_window
+from pipeline.refusals import Refusals
 
 DATASET = "export"
 TABLE = "events"
@@ -121,6 +122,11 @@ def events_file(lake: MixpanelLake, day: date) -> PurePath | None:
     return lake.table_file(lake.namespace, TABLE, partition(day))
 
 
+def refusals(lake: MixpanelLake) -> Refusals[date]:
+    """The notes of the project's days (``pipeline/refusals.py``)."""
+    return Refusals(lake, lambda day: landing_dir(lake, day), lambda day: f"Mixpanel day {day}")
+
+
 def landed(lake: MixpanelLake, day: date) -> LandedDay | None:
     text = lake.manifest(landing_dir(lake, day))
     return None if text is None else LandedDay.from_json(text)
@@ -177,30 +183,47 @@ class DayParquet:
 
 
 def write_days(lake: MixpanelLake, days: Iterable[date], scratch: Path, *, zone: tzinfo | None,
-               limits: EngineLimits | None = None) -> list[DayParquet]:
+               limits: EngineLimits | None = None) -> tuple[list[DayParquet], dict[date, str]]:
     """Normalize the landed days into their Parquet files, each body read once for all the
     days of ``days`` landed from it. ``zone`` None: the project stores UTC.
 
-    A day without a landing raises ``LakeError``; a body that does not fit raises
-    ``normalize.NormalizeError`` and publishes nothing of its window.
+    Returns the days written and, for each day that was not, why: never landed, or its
+    window's body does not fit (``normalize.NormalizeError``: nothing of that window is
+    published, and the other windows go on).
     """
     by_window: dict[str, list[LandedDay]] = {}
+    refused: dict[date, str] = {}
     for day in sorted(set(days)):
         found = landed(lake, day)
         if found is None:
-            raise LakeError(f"Mixpanel day {day} has not been landed: materialize "
-                            "mixpanel/raw_export for it first")
+            refused[day] = (f"Mixpanel day {day} has not been landed: materialize "
+                            f"{lake.namespace}/raw_export for it first")
+            continue
         by_window.setdefault(found.window_id, []).append(found)
     written: list[DayParquet] = []
     for window_id, group in by_window.items():
-        first = group[0]
-        source = body(lake, first, scratch)
-        out = scratch / "parquet" / window_id
+        try:
+            written += _write_window(lake, window_id, group, scratch, zone, limits)
+        except (NormalizeError, LakeError) as error:
+            refused |= {landed_day.day: f"Mixpanel day {landed_day.day}: {error}"
+                        for landed_day in group}
+    return sorted(written, key=lambda d: d.day), refused
+
+
+def _write_window(lake: MixpanelLake, window_id: str, group: list[LandedDay], scratch: Path,
+                  zone: tzinfo | None, limits: EngineLimits | None) -> list[DayParquet]:
+    """The days of one landed window, from its body read once."""
+    first = group[0]
+    source = body(lake, first, scratch)
+    out = scratch / "parquet" / window_id
+    written: list[DayParquet] = []
+    try:
         results = normalize_window(
             source, first.window.days,
             lambda d, out=out: out / partition(d) / f"{TABLE}.parquet",  # type: ignore[misc]
             zone=zone, limits=limits or EngineLimits(),
-            source_name=f"{first.window_id}/{first.file}")
+            source_name=f"{first.window_id}/{first.file}",
+            landing_versions={d.day: d.version for d in group})
         by_day = {r.day: r for r in results}
         for landed_day in group:
             result = by_day[landed_day.day]
@@ -211,5 +234,6 @@ def write_days(lake: MixpanelLake, days: Iterable[date], scratch: Path, *, zone:
             assert place is not None  # just published
             written.append(DayParquet(landed_day.day, place, result.rows, result.bytes,
                                       landed_day))
+    finally:
         shutil.rmtree(out, ignore_errors=True)
-    return sorted(written, key=lambda d: d.day)
+    return written

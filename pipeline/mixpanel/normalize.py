@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -32,7 +32,7 @@ from typing import Any
 
 import duckdb
 
-from pipeline import leftovers, sql
+from pipeline import leftovers, lineage, sql
 from pipeline.engine import EngineLimits, work_engine
 from pipeline.mixpanel.days import EPOCH, MS_THRESHOLD, Period, zone_periods
 from pipeline.mixpanel.schema import PROMOTED
@@ -137,9 +137,13 @@ def promoted_names() -> str:
 
 def normalize_window(body: Path, days: Sequence[date], out_for: Callable[[date], Path], *,
                      zone: tzinfo | None, limits: EngineLimits = EngineLimits(),
-                     source_name: str | None = None) -> list[NormalizedDay]:
+                     source_name: str | None = None,
+                     landing_versions: Mapping[date, str] | None = None) -> list[NormalizedDay]:
     """Write one Parquet file per day of ``days`` (an empty one for a day without events),
-    each replaced atomically. ``zone`` None: the project stores UTC (no conversion)."""
+    each replaced atomically. ``zone`` None: the project stores UTC (no conversion). Each day's
+    file records the landing version it was built from (``pipeline/lineage.py``), so a load can
+    tell it from a file an earlier fetch left."""
+    versions = landing_versions or {}
     first, last = min(days), max(days)
     periods = None if zone is None else zone_periods(zone, first, last)
     outputs = {day: out_for(day) for day in days}
@@ -154,8 +158,10 @@ def normalize_window(body: Path, days: Sequence[date], out_for: Callable[[date],
     whole = staging / "window.parquet"
     try:
         plan = window_plan(body, periods, name)
+        single = versions.get(first) if len(outputs) == 1 else None
         try:  # one file first: DuckDB's PARTITION_BY writer holds far more memory (518 vs 284 MB)
-            con.execute(f"COPY ({plan}) TO {sql.literal(str(whole))} ({_PARQUET})")
+            con.execute(f"COPY ({plan}) TO {sql.literal(str(whole))} "
+                        f"({_PARQUET}{lineage.kv_option(single)})")
         except duckdb.Error as error:
             raise explain(body, days, zone, error) from error
         counts = dict(con.execute("SELECT _day, count(*) FROM read_parquet(?) GROUP BY _day",
@@ -172,7 +178,7 @@ def normalize_window(body: Path, days: Sequence[date], out_for: Callable[[date],
             else:  # the rows are sorted by time, so each day's row groups are contiguous
                 con.execute(f"COPY (SELECT * FROM read_parquet({sql.literal(str(whole))}) "
                             f"WHERE _day = DATE '{day}') TO {sql.literal(str(staged))} "
-                            f"({_PARQUET})")
+                            f"({_PARQUET}{lineage.kv_option(versions.get(day))})")
             out.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged, out)
             results.append(NormalizedDay(day, out, counts.get(day, 0), out.stat().st_size))
