@@ -28,8 +28,11 @@ from pipeline.migrations import ProjectSchema
 from pipeline.project_views import ProjectTables
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import duckdb
 
+    from pipeline.forget.contract import UserData
     from pipeline.lake import Lake
     from pipeline.settings import EnvSettings
 
@@ -100,6 +103,12 @@ class Source(ABC):
         """Load one partition from its file in the lake, with the ledger row a load writes;
         return its rows (a rebuild)."""
 
+    @abstractmethod
+    def user_data(self, lake: Lake, project: Project) -> Sequence[UserData]:
+        """Where the project keeps users' rows and lines, one partition family each, for
+        ``python -m pipeline.forget`` (``pipeline/forget/contract.py``). Every family of a
+        source that holds personal data belongs here: what is not listed is not forgotten."""
+
 
 @cache
 def registered() -> dict[str, Source]:
@@ -139,6 +148,8 @@ def projects_in_lake(lake: Lake) -> list[Project]:
         if lake.exists(lake.root / name) or lake.exists(lake.root / "landing" / name):
             found[name] = Project.named(name, DEFAULT)
     for folder in lake.names(lake.root):
+        if folder.startswith("."):  # the lake's own (.scratch, forget's .forget.lock)
+            continue
         text = lake.read_text(lake.root / folder / PROJECT_MARKER)
         if text is not None:
             project = Project(**json.loads(text))

@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from pipeline.amplitude import migrations
+from pipeline.amplitude import forgetting, migrations
 from pipeline.amplitude.landing import AmplitudeLake
 from pipeline.amplitude.load import LoadRecord, load_hour
 from pipeline.amplitude.rejects import rejects_for
 from pipeline.amplitude.settings import AmplitudeSettings
+from pipeline.forget.contract import UserData
 from pipeline.lake import MANIFEST, Lake, LakeError
 from pipeline.migrations import ProjectSchema
 from pipeline.source import Partition, Project, Source
@@ -73,6 +74,9 @@ class AmplitudeSource(Source):
         version = record.landing_version
         quarantined = rejects_for(own, partition, version) if version else None
         return load_hour(con, project.schema, own.url(place), record, rejects=quarantined).rows
+
+    def user_data(self, lake: Lake, project: Project) -> list[UserData]:
+        return forgetting.user_data(self.lake(lake, project), project)
 
 
 SOURCE = AmplitudeSource()

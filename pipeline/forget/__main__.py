@@ -3,9 +3,10 @@
     python -m pipeline.forget --warehouse data/warehouse.duckdb --lake data/lake \\
         --ids-file request.txt [--scan-lake | --scan-landing] [--suppression-list FILE]
 
-Ids on the command line (``--amplitude-id``, ``--user-id``) end up in the shell's history and in
-the process list; an ids file (``-`` for standard input) does not. Nothing this command prints
-quotes an id: errors are scrubbed, and argument errors never echo the arguments.
+Ids on the command line (``--amplitude-id``, ``--user-id``, ``--distinct-id``) end up in the
+shell's history and in the process list; an ids file (``-`` for standard input) does not.
+Nothing this command prints quotes an id: errors are scrubbed, and argument errors never echo
+the arguments.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from typing import NoReturn
 
 import duckdb
 
+from pipeline.forget.audit import ForgetReport
 from pipeline.forget.compact import CompactError, compact
 from pipeline.forget.ids import Ids, IdsError
 from pipeline.forget.landing import ForgetLandingError
 from pipeline.forget.run import ForgetError, forget
-from pipeline.lake import LakeError
+from pipeline.lake import Lake, LakeError
+from pipeline.source import ProjectError, projects_in_lake
 from pipeline.warehouse import WarehouseError
 
 
@@ -38,20 +41,24 @@ class _Parser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m pipeline.forget", description=(
-        "Remove users' events and cohort memberships from the warehouse, the Parquet lake and "
-        "the landing copies, and record what was removed (counts, never ids) in "
-        "amplitude._forget_requests. Ask Amplitude to delete them too (User Privacy API): a "
-        "re-fetch from Amplitude brings back whatever Amplitude still holds."))
+        "Remove users' rows and lines from the warehouse, the Parquet lake and the landing "
+        "copies of every project of the lake (Amplitude: events, cohort memberships; "
+        "Mixpanel: events), and record what was removed (counts, never ids) in each project's "
+        "_forget_requests. Ask the vendors to delete them too: a re-fetch brings back whatever "
+        "they still hold."))
     p.add_argument("--warehouse", type=Path, required=True, help="the warehouse file "
                    "(WAREHOUSE_PATH)")
     p.add_argument("--lake", type=Path, required=True, help="the lake's root (LAKE_ROOT)")
     p.add_argument("--amplitude-id", action="extend", nargs="+", default=[], metavar="ID",
                    help="an amplitude_id to forget (repeatable)")
     p.add_argument("--user-id", action="extend", nargs="+", default=[], metavar="ID",
-                   help="a user_id to forget (repeatable)")
+                   help="your own user id (Amplitude's user_id, Mixpanel's $user_id) to forget "
+                   "(repeatable)")
+    p.add_argument("--distinct-id", action="extend", nargs="+", default=[], metavar="ID",
+                   help="a Mixpanel distinct_id to forget (repeatable)")
     p.add_argument("--ids-file", action="append", default=[], metavar="FILE",
-                   help="a file of ids, one a line: amplitude_id:<number> or user_id:<text> "
-                   "('-': standard input)")
+                   help="a file of ids, one a line: amplitude_id:<number>, user_id:<text> or "
+                   "distinct_id:<text> ('-': standard input)")
     scan = p.add_mutually_exclusive_group()
     scan.add_argument("--scan-lake", dest="scan", action="store_const", const="lake",
                       default="warehouse", help="also check every Parquet file of the lake, "
@@ -75,32 +82,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     ids = Ids()
     say = (lambda _: None) if args.quiet else print
     try:
-        ids = Ids.parse(args.amplitude_id, args.user_id, args.ids_file)
+        ids = Ids.parse(args.amplitude_id, args.user_id, args.ids_file, args.distinct_id)
         report = forget(args.warehouse, args.lake, ids, scan=args.scan,
                         lock_timeout_seconds=args.lock_timeout, say=say)
         if args.suppression_list is not None:
             added = ids.add_to_file(args.suppression_list)
             say(f"{added} id(s) added to the suppression list {args.suppression_list}")
-    except (ForgetError, ForgetLandingError, IdsError, WarehouseError, LakeError, OSError,
-            duckdb.Error) as error:
+    except (ForgetError, ForgetLandingError, IdsError, ProjectError, WarehouseError, LakeError,
+            OSError, duckdb.Error) as error:
         print(f"forget failed: {ids.scrub(str(error))}", file=sys.stderr)
         return 1
     if args.compact:
         try:
-            sizes = compact(args.warehouse, lock_timeout_seconds=args.lock_timeout)
+            sizes = compact(args.warehouse, projects=projects_in_lake(Lake(args.lake)),
+                            lock_timeout_seconds=args.lock_timeout)
         except (CompactError, WarehouseError, OSError, duckdb.Error) as error:
             print(f"forget request {report.request_id} {report.status}, but compacting the "
                   f"warehouse failed: {ids.scrub(str(error))}", file=sys.stderr)
             return 1
         say(f"warehouse compacted into a fresh file: {sizes.bytes_before:,} -> "
             f"{sizes.bytes_after:,} bytes")
-    print(f"forget request {report.request_id} {report.status}: "
-          + ("nothing left to remove" if not report.removed_anything() else
-             f"{report.event_rows_removed} event row(s) and {report.cohort_member_rows_removed} "
-             f"cohort member row(s) removed, {report.hours_rewritten} hour(s) and "
-             f"{report.cohort_days_rewritten} cohort day(s) rewritten in the lake")
-          + " (amplitude._forget_requests)")
+    print(f"forget request {report.request_id} {report.status}: {summary(report)}")
     return 0
+
+
+def summary(report: ForgetReport) -> str:
+    """Each visited project's removals, and where they are recorded."""
+    if not report.removed_anything():
+        said = "nothing left to remove"
+    else:
+        said = "; ".join(f"{p.project.namespace}: " + ", ".join(
+            f"{n} {column.replace('_', ' ')}" for column, n in p.counts.items() if n)
+            for p in report.projects if any(p.counts.values()))
+    return f"{said} ({', '.join(p.audit_table for p in report.projects)})"
 
 
 if __name__ == "__main__":

@@ -1,66 +1,105 @@
-"""The warehouse's side of forgetting: where the users' rows are, their removal, and the audit row.
+"""The warehouse's side of forgetting: where the users' rows are, their removal, and the audit rows.
 
-``amplitude._forget_requests`` (schema version 5) gets one row per request, written when it
-starts (``running``) and replaced in the transaction that removes the warehouse's rows
-(``finished``), so the row never claims a removal the warehouse does not show. It holds counts
-only: no id, no hash of one (a hash of an id is as much an identifier as the id).
+Every project a request visits gets one row in its own ``<schema>._forget_requests`` (each source
+creates the table in its migrations, with ``request_id``, ``requested_at``, ``finished_at``,
+``status``, ``scan``, ``<kind>_count`` for each kind of id it knows, and the count columns its
+families name), written when the request starts (``running``) and replaced in the transaction
+that removes the warehouse's rows (``finished``), so a row never claims a removal the warehouse
+does not show. One request id is shared by every project it touched. The rows hold counts only:
+no id, no hash of one (a hash of an id is as much an identifier as the id).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
-from dataclasses import astuple, dataclass, fields
-from datetime import UTC, date, datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import duckdb
 
-from pipeline.forget.parquet import MATCH, TEXT_MATCH
+from pipeline.forget import parquet
+from pipeline.forget.contract import COMMON_COUNTS, UserData
+from pipeline.forget.ids import KINDS
+from pipeline.source import Partition, Project
 
-AUDIT_TABLE = "amplitude._forget_requests"
-EVENTS, COHORT_MEMBERS = "amplitude.events", "amplitude.cohort_members"
-LOADS, SNAPSHOT_LOADS, REJECTS = ("amplitude._loads", "amplitude._snapshot_loads",
-                                  "amplitude._rejects")
-
+AUDIT_TABLE = "_forget_requests"
 RUNNING, FINISHED, INCOMPLETE, FAILED = "running", "finished", "incomplete", "failed"
+Loaded = tuple[str | None, datetime | None]  # the ledger's landing version and fetch time
+
+
+def count_columns(families: Sequence[UserData]) -> list[str]:
+    """The count columns of a project's audit row."""
+    names = list(COMMON_COUNTS)
+    for data in families:
+        audit = data.audit
+        names += [audit.partitions_rewritten, audit.landing_records_removed,
+                  audit.parquet_rows_removed, audit.rows_removed]
+        if audit.quarantined_removed is not None:
+            names.append(audit.quarantined_removed)
+    return list(dict.fromkeys(names))
+
+
+@dataclass
+class ProjectReport:
+    """What one request did in one project: its audit row's counts."""
+
+    project: Project
+    id_counts: dict[str, int]  # by kind: the kinds of id the project's source knows
+    counts: dict[str, int]
+
+    @property
+    def audit_table(self) -> str:
+        return self.project.table(AUDIT_TABLE)
+
+    def add(self, column: str, n: int) -> None:
+        self.counts[column] += n
 
 
 @dataclass
 class ForgetReport:
-    """What one request did: the audit row, column for column."""
+    """What one request did, project by project; the audit rows, column for column."""
 
     request_id: str
     requested_at: datetime
+    scan: str  # what was searched besides the warehouse: warehouse, lake, landing
+    projects: list[ProjectReport] = field(default_factory=list)
     finished_at: datetime | None = None
     status: str = RUNNING  # running (or killed), finished, incomplete (rows came back), failed
-    amplitude_id_count: int = 0
-    user_id_count: int = 0
-    scan: str = "warehouse"  # what was searched besides the warehouse: warehouse, lake, landing
-    hours_rewritten: int = 0  # upload hours whose landing or Parquet file was rewritten
-    landing_versions_written: int = 0  # new landing versions, hours and cohort days
-    landing_versions_removed: int = 0  # superseded landing versions deleted, idem
-    landing_lines_removed: int = 0  # export lines
-    parquet_files_rewritten: int = 0  # hours' and days' files
-    parquet_rows_removed: int = 0  # rows of the hours' event files
-    event_rows_removed: int = 0  # amplitude.events
-    cohort_days_rewritten: int = 0  # days whose member landing or Parquet file was rewritten
-    cohort_landing_rows_removed: int = 0  # cohort file records
-    cohort_parquet_rows_removed: int = 0
-    cohort_member_rows_removed: int = 0  # amplitude.cohort_members
-    reject_rows_removed: int = 0  # amplitude._rejects: quarantined lines that spell an id
 
     def removed_anything(self) -> bool:
-        return any(getattr(self, f.name) for f in fields(self)
-                   if f.name.endswith(("_removed", "_rewritten", "_written")))
+        return any(n for p in self.projects for n in p.counts.values())
+
+    def counts(self, namespace: str) -> dict[str, int]:
+        """A visited project's counts, by audit column."""
+        for project in self.projects:
+            if project.project.namespace == namespace:
+                return dict(project.counts)
+        raise KeyError(f"the request did not visit {namespace}")
+
+    def total(self, column: str) -> int:
+        """A count column added up over the projects that have it."""
+        return sum(p.counts.get(column, 0) for p in self.projects)
+
+    def row(self, project: ProjectReport) -> dict[str, object]:
+        return {"request_id": self.request_id, "requested_at": self.requested_at,
+                "finished_at": self.finished_at, "status": self.status, "scan": self.scan,
+                **{f"{kind}_count": n for kind, n in project.id_counts.items()},
+                **project.counts}
 
 
-_COLUMNS = [f.name for f in fields(ForgetReport)]
-_WRITE = (f"INSERT OR REPLACE INTO {AUDIT_TABLE} ({', '.join(_COLUMNS)}) "
-          f"VALUES ({', '.join('?' * len(_COLUMNS))})")
+def project_report(project: Project, families: Sequence[UserData],
+                   id_counts: dict[str, int]) -> ProjectReport:
+    kinds = {kind for data in families for kind in data.kinds}
+    return ProjectReport(project, {k: id_counts.get(k, 0) for k in KINDS if k in kinds},
+                         dict.fromkeys(count_columns(families), 0))
 
 
 def record(con: duckdb.DuckDBPyConnection, report: ForgetReport) -> None:
-    con.execute(_WRITE, list(astuple(report)))
+    for project in report.projects:
+        row = report.row(project)
+        con.execute(f"INSERT OR REPLACE INTO {project.audit_table} ({', '.join(row)}) "
+                    f"VALUES ({', '.join('?' * len(row))})", list(row.values()))
 
 
 def mark(con: duckdb.DuckDBPyConnection, report: ForgetReport, status: str) -> None:
@@ -72,36 +111,24 @@ def mark(con: duckdb.DuckDBPyConnection, report: ForgetReport, status: str) -> N
 
 # ---- where the warehouse holds the users ----
 
-def hours_holding(con: duckdb.DuckDBPyConnection) -> set[datetime]:
-    """Upload hours with a row of the users in amplitude.events, or a quarantined line that
-    spells one of their ids in amplitude._rejects."""
-    rows = con.execute(
-        f"SELECT DISTINCT _upload_hour FROM {EVENTS} WHERE {MATCH} UNION "
-        f"SELECT DISTINCT upload_hour FROM {REJECTS} WHERE {TEXT_MATCH.format(column='line')}"
-    ).fetchall()
-    return {row[0] for row in rows if row[0] is not None}
+def holding(con: duckdb.DuckDBPyConnection, data: UserData) -> set[Partition]:
+    """Partitions with a row of the users in the family's table, or a quarantined line that
+    spells one of their ids."""
+    query = f"SELECT DISTINCT {data.partition_column} FROM {data.table} WHERE {data.predicate}"
+    if data.quarantine is not None:
+        q = data.quarantine
+        query += (f" UNION SELECT DISTINCT {q.partition_column} FROM {q.table} WHERE "
+                  f"{parquet.spells(q.line_column, data.kinds)}")
+    return {row[0] for row in con.execute(query).fetchall() if row[0] is not None}
 
 
-def days_holding(con: duckdb.DuckDBPyConnection) -> set[date]:
-    rows = con.execute(f"SELECT DISTINCT snapshot_date FROM {COHORT_MEMBERS} WHERE {MATCH}"
-                       ).fetchall()
-    return {row[0] for row in rows}
-
-
-Loaded = tuple[str | None, datetime | None]  # the ledger's landing version and fetch time
-
-
-def loaded_hours(con: duckdb.DuckDBPyConnection) -> dict[datetime, Loaded]:
-    """Each loaded hour's landing version and fetch time, as the ledger names them (None: not
-    recorded)."""
+def loaded(con: duckdb.DuckDBPyConnection, data: UserData) -> dict[Partition, Loaded]:
+    """Each loaded partition's landing version and fetch time, as the ledger names them (None:
+    not recorded)."""
+    ledger = data.ledger
     return {row[0]: (row[1], row[2]) for row in con.execute(
-        f"SELECT upload_hour, landing_version, fetched_at FROM {LOADS}").fetchall()}
-
-
-def loaded_days(con: duckdb.DuckDBPyConnection) -> dict[date, Loaded]:
-    return {row[0]: (row[1], row[2]) for row in con.execute(
-        f"SELECT snapshot_date, landing_version, fetched_at FROM {SNAPSHOT_LOADS} "
-        "WHERE table_name = 'cohort_members'").fetchall()}
+        f"SELECT {ledger.key}, landing_version, fetched_at FROM {ledger.table} "
+        f"WHERE {ledger.where}").fetchall()}
 
 
 def _count(result: duckdb.DuckDBPyConnection) -> int:
@@ -109,43 +136,54 @@ def _count(result: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row else 0
 
 
-def remove(con: duckdb.DuckDBPyConnection, report: ForgetReport, *,
-           hour_versions: Mapping[str, str], day_versions: Mapping[str, str],
-           status: str = FINISHED) -> None:
-    """Delete the users' rows from every table in one transaction, with the audit row.
+def _remove_family(con: duckdb.DuckDBPyConnection, data: UserData, project: ProjectReport,
+                   versions: dict[str, str]) -> None:
+    ledger, match = data.ledger, data.predicate
+    con.execute(f"CREATE OR REPLACE TEMP TABLE forget_per_partition AS SELECT "
+                f"{data.partition_column} AS key, count(*) AS n FROM {data.table} "
+                f"WHERE {match} GROUP BY ALL")
+    project.add(data.audit.rows_removed,
+                _count(con.execute(f"DELETE FROM {data.table} WHERE {match}")))
+    mine = f"l.{ledger.key} = h.key AND ({ledger.where})"
+    con.execute(f"UPDATE {ledger.table} AS l SET {ledger.rows} = greatest(l.{ledger.rows} - "
+                f"h.n, 0) FROM forget_per_partition AS h WHERE {mine}")
+    if ledger.recount:
+        sets = ", ".join(f"{column} = ({expression})"
+                         for column, expression in ledger.recount.items())
+        con.execute(f"UPDATE {ledger.table} AS l SET {sets} FROM forget_per_partition AS h "
+                    f"WHERE {mine}")
+    for old, new in versions.items():
+        con.execute(f"UPDATE {ledger.table} SET landing_version = ? WHERE landing_version = ? "
+                    f"AND ({ledger.where})", [new, old])
+    if data.quarantine is not None and data.audit.quarantined_removed is not None:
+        q = data.quarantine
+        project.add(data.audit.quarantined_removed, _count(con.execute(
+            f"DELETE FROM {q.table} WHERE {parquet.spells(q.line_column, data.kinds)}")))
 
-    The ledgers keep describing what is loaded: an hour's (or a day's) row count drops by the
-    rows removed from it, and a ledger row that named a landing version this request replaced
-    names its replacement (the loaded rows are now exactly that version's).
+
+def remove(con: duckdb.DuckDBPyConnection, report: ForgetReport,
+           families: Sequence[tuple[UserData, ProjectReport, dict[str, str]]], *,
+           status: str = FINISHED) -> None:
+    """Delete the users' rows from every family's table in one transaction, with the audit rows.
+
+    The ledgers keep describing what is loaded: a partition's row count drops by the rows
+    removed from it (and what the family recounts is counted again), and a ledger row that
+    named a landing version this request replaced names its replacement (``versions``: the
+    loaded rows are now exactly that version's).
     """
+    before = [dict(p.counts) for p in report.projects]
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute("CREATE OR REPLACE TEMP TABLE forget_per_hour AS SELECT _upload_hour AS "
-                    f"hour, count(*) AS n FROM {EVENTS} WHERE {MATCH} GROUP BY ALL")
-        report.event_rows_removed = _count(con.execute(f"DELETE FROM {EVENTS} WHERE {MATCH}"))
-        con.execute(f"UPDATE {LOADS} AS l SET rows = greatest(l.rows - h.n, 0) "
-                    "FROM forget_per_hour AS h WHERE l.upload_hour = h.hour")
-        con.execute("CREATE OR REPLACE TEMP TABLE forget_per_day AS SELECT snapshot_date AS "
-                    f"day, count(*) AS n FROM {COHORT_MEMBERS} WHERE {MATCH} GROUP BY ALL")
-        report.cohort_member_rows_removed = _count(con.execute(
-            f"DELETE FROM {COHORT_MEMBERS} WHERE {MATCH}"))
-        con.execute(f"UPDATE {SNAPSHOT_LOADS} AS l SET rows = greatest(l.rows - d.n, 0) "
-                    "FROM forget_per_day AS d WHERE l.table_name = 'cohort_members' AND "
-                    "l.snapshot_date = d.day")
-        for old, new in hour_versions.items():
-            con.execute(f"UPDATE {LOADS} SET landing_version = ? WHERE landing_version = ?",
-                        [new, old])
-        for old, new in day_versions.items():
-            con.execute(f"UPDATE {SNAPSHOT_LOADS} SET landing_version = ? WHERE table_name = "
-                        "'cohort_members' AND landing_version = ?", [new, old])
-        report.reject_rows_removed = _count(con.execute(
-            f"DELETE FROM {REJECTS} WHERE {TEXT_MATCH.format(column='line')}"))
+        for data, project, versions in families:
+            _remove_family(con, data, project, versions)
         report.finished_at = datetime.now(UTC)
         report.status = status
         record(con, report)
         con.execute("COMMIT")
     except BaseException:
         report.status, report.finished_at = RUNNING, None
+        for project, counts in zip(report.projects, before, strict=True):
+            project.counts = counts
         with contextlib.suppress(duckdb.Error):  # keep the original error, not the rollback's
             con.execute("ROLLBACK")
         raise

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from pipeline import sql
+from pipeline.source import Project
 from pipeline.warehouse import STORAGE_VERSION, TABLE_ROW_GROUP_ROWS, Warehouse
 
 COPY_NAME = "forget_compacted"
@@ -50,14 +52,19 @@ def _row_counts(con: duckdb.DuckDBPyConnection, database: str) -> dict[str, int]
     return counts
 
 
-def compact(path: Path, *, lock_timeout_seconds: float = 300.0) -> Compacted:
-    """Replace the warehouse file with a copy of what it holds; the old file is deleted."""
+def compact(path: Path, *, projects: Sequence[Project] = (),
+            lock_timeout_seconds: float = 300.0) -> Compacted:
+    """Replace the warehouse file with a copy of what it holds; the old file is deleted.
+
+    ``projects`` are the deployment's (``pipeline.source.projects_in_lake``): the warehouse is
+    opened as a writer, which keeps the all-projects views of exactly those."""
     path = Path(path)
     fresh = path.with_name(f".{path.name}.compacting")
     for leftover in _companions(fresh):
         leftover.unlink(missing_ok=True)
     try:
-        with Warehouse(path, lock_timeout_seconds=lock_timeout_seconds).connect() as con:
+        with Warehouse(path, projects=projects,
+                       lock_timeout_seconds=lock_timeout_seconds).connect() as con:
             con.execute("CHECKPOINT")
             con.execute(f"ATTACH {sql.literal(str(fresh))} AS {COPY_NAME} (STORAGE_VERSION "
                         f"{sql.literal(STORAGE_VERSION)}, ROW_GROUP_SIZE {TABLE_ROW_GROUP_ROWS})")

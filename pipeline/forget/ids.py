@@ -1,4 +1,4 @@
-"""The ids of a forget request: read without ever being echoed, and matched against lines and rows.
+"""The ids of a forget request: read without ever being echoed, and matched as the loads cast them.
 
 An :class:`Ids` never shows its ids: its ``repr`` is a count, errors about a bad id name the
 place (``--ids-file`` line 3), never the value, and :meth:`Ids.scrub` replaces any id that an
@@ -7,8 +7,11 @@ outside message might quote. The ids file holds one id a line::
     # comments and blank lines are skipped
     amplitude_id:1234567890123
     user_id:someone@example.com
+    distinct_id:$device:18f3a2b4-77
 
-(``user_id:`` takes the rest of the line verbatim, spaces included; only the line end is dropped).
+(``user_id:`` and ``distinct_id:`` take the rest of the line verbatim, spaces included; only the
+line end is dropped). Each kind is a kind of id some source keeps; each source's matchers use the
+kinds it knows (``UserData.kinds``), so a request reaches every project that knows one of them.
 """
 
 from __future__ import annotations
@@ -17,14 +20,17 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pipeline import leftovers
 
-AMPLITUDE_ID = "amplitude_id"
-USER_ID = "user_id"
+AMPLITUDE_ID = "amplitude_id"  # Amplitude's own id of a user: a whole number
+USER_ID = "user_id"  # the deployment's own user id, as its apps set it: text
+DISTINCT_ID = "distinct_id"  # Mixpanel's id of whoever sent an event: text
+KINDS = (AMPLITUDE_ID, USER_ID, DISTINCT_ID)
+NUMBER_KINDS = frozenset({AMPLITUDE_ID})
 _MAX_BIGINT = 2**63 - 1
 # A line that cannot be parsed is searched for the ids' spellings as text; one shorter than this
 # ("42") would match lines of anyone, so it is not searched for there.
@@ -41,61 +47,73 @@ def _plain(text: str) -> bool:
 
 
 class Ids:
-    """Amplitude ids (``amplitude_id``) and the project's own user ids (``user_id``) to forget."""
+    """The ids to forget, by kind."""
 
-    __slots__ = ("_distinct", "_escapes", "_needles", "amplitude_ids", "user_ids")
+    __slots__ = ("_by_kind",)
 
-    def __init__(self, amplitude_ids: Iterable[int] = (), user_ids: Iterable[str] = ()) -> None:
-        self.amplitude_ids = frozenset(amplitude_ids)
-        self.user_ids = frozenset(user_ids)
-        for value in self.amplitude_ids:
+    def __init__(self, amplitude_ids: Iterable[int] = (), user_ids: Iterable[str] = (),
+                 distinct_ids: Iterable[str] = ()) -> None:
+        by_kind: dict[str, frozenset[Any]] = {
+            AMPLITUDE_ID: frozenset(amplitude_ids), USER_ID: frozenset(user_ids),
+            DISTINCT_ID: frozenset(distinct_ids)}
+        for value in by_kind[AMPLITUDE_ID]:
             if isinstance(value, bool) or not isinstance(value, int) or \
                     not 0 <= value <= _MAX_BIGINT:
                 raise IdsError("an amplitude_id must be a whole number of at most 63 bits")
-        if any(not isinstance(u, str) or not u for u in self.user_ids):
-            raise IdsError("a user_id must be non-empty text")
-        # A line can hold an id only if one of these spellings is in it (JSON has no other way
-        # to write a plain integer or a plain string); a user id with characters JSON may
-        # escape (non-ASCII, '/', quotes) can also hide behind a backslash escape.
-        needles = {str(a).encode() for a in self.amplitude_ids}
-        for user_id in self.user_ids:
-            needles.add(json.dumps(user_id, ensure_ascii=False).encode())
-            needles.add(json.dumps(user_id).encode())
-            if user_id.isdigit():
-                needles.add(user_id.encode())  # "user_id": 12345, which the cast reads as text
-        self._needles = tuple(sorted(needles))
-        self._escapes = any(not _plain(u) for u in self.user_ids)
-        self._distinct = tuple(n for n in self._needles if len(n) >= MIN_TEXT)
+        for kind in (USER_ID, DISTINCT_ID):
+            if any(not isinstance(text, str) or not text for text in by_kind[kind]):
+                raise IdsError(f"a {kind} must be non-empty text")
+        self._by_kind = by_kind
+
+    @property
+    def amplitude_ids(self) -> frozenset[int]:
+        return self._by_kind[AMPLITUDE_ID]
+
+    @property
+    def user_ids(self) -> frozenset[str]:
+        return self._by_kind[USER_ID]
+
+    @property
+    def distinct_ids(self) -> frozenset[str]:
+        return self._by_kind[DISTINCT_ID]
+
+    def of(self, kind: str) -> frozenset[Any]:
+        return self._by_kind[kind]
+
+    def kinds(self) -> frozenset[str]:
+        """The kinds this request holds ids of."""
+        return frozenset(k for k in KINDS if self._by_kind[k])
 
     def __repr__(self) -> str:
-        return (f"<Ids: {len(self.amplitude_ids)} amplitude_id(s), "
-                f"{len(self.user_ids)} user_id(s)>")
+        counts = [f"{len(self._by_kind[k])} {k}(s)" for k in KINDS if self._by_kind[k]]
+        return f"<Ids: {', '.join(counts) or 'none'}>"
 
     __str__ = __repr__
 
     def __len__(self) -> int:
-        return len(self.amplitude_ids) + len(self.user_ids)
+        return sum(len(v) for v in self._by_kind.values())
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Ids) and (self.amplitude_ids, self.user_ids) == (
-            other.amplitude_ids, other.user_ids)
+        return isinstance(other, Ids) and self._by_kind == other._by_kind
 
     def __hash__(self) -> int:
-        return hash((self.amplitude_ids, self.user_ids))
+        return hash(tuple(self._by_kind[k] for k in KINDS))
 
     def __or__(self, other: Ids) -> Ids:
-        return Ids(self.amplitude_ids | other.amplitude_ids, self.user_ids | other.user_ids)
+        return Ids(*(self._by_kind[k] | other._by_kind[k] for k in KINDS))
 
     # ---- reading and writing ----
 
     @classmethod
     def parse(cls, amplitude_ids: Iterable[str] = (), user_ids: Iterable[str] = (),
-              files: Iterable[str | Path] = ()) -> Ids:
+              files: Iterable[str | Path] = (), distinct_ids: Iterable[str] = ()) -> Ids:
         """Ids from the command line's text and from ids files (``-`` is standard input)."""
         found = cls([_amplitude_id(text, f"--amplitude-id #{n}")
                      for n, text in enumerate(amplitude_ids, start=1)],
-                    [_user_id(text, f"--user-id #{n}") for n, text in
-                     enumerate(user_ids, start=1)])
+                    [_text(text, USER_ID, f"--user-id #{n}")
+                     for n, text in enumerate(user_ids, start=1)],
+                    [_text(text, DISTINCT_ID, f"--distinct-id #{n}")
+                     for n, text in enumerate(distinct_ids, start=1)])
         for file in files:
             found = found | cls.read(file)
         return found
@@ -114,28 +132,26 @@ class Ids:
 
     @classmethod
     def _from_lines(cls, lines: Iterable[str], where: str) -> Ids:
-        amplitude_ids: list[int] = []
-        user_ids: list[str] = []
+        found: dict[str, list[Any]] = {kind: [] for kind in KINDS}
         for number, raw in enumerate(lines, start=1):
             line = raw.rstrip("\r\n")
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             kind, sep, value = line.partition(":")
+            kind = kind.strip()
             place = f"{where} line {number}"
-            if sep and kind.strip() == AMPLITUDE_ID:
-                amplitude_ids.append(_amplitude_id(value, place))
-            elif sep and kind.strip() == USER_ID:
-                user_ids.append(_user_id(value, place))
-            else:
-                raise IdsError(f"{place} is neither amplitude_id:<number> nor user_id:<text>")
-        return cls(amplitude_ids, user_ids)
+            if not sep or kind not in KINDS:
+                raise IdsError(f"{place} is neither amplitude_id:<number>, user_id:<text> nor "
+                               "distinct_id:<text>")
+            found[kind].append(_amplitude_id(value, place) if kind == AMPLITUDE_ID
+                               else _text(value, kind, place))
+        return cls(*(found[k] for k in KINDS))
 
     def lines(self) -> Iterator[str]:
         """The ids in the ids file's format, sorted."""
-        for amplitude_id in sorted(self.amplitude_ids):
-            yield f"{AMPLITUDE_ID}:{amplitude_id}\n"
-        for user_id in sorted(self.user_ids):
-            yield f"{USER_ID}:{user_id}\n"
+        for kind in KINDS:
+            for value in sorted(self._by_kind[kind]):
+                yield f"{kind}:{value}\n"
 
     def add_to_file(self, path: Path) -> int:
         """Merge these ids into the ids file at ``path`` (created readable by its owner only,
@@ -156,80 +172,56 @@ class Ids:
 
     # ---- matching ----
 
-    def may_hold(self, line: bytes) -> bool:
-        """Cheap and never wrong in the safe direction: False means the line holds none."""
-        return any(n in line for n in self._needles) or (self._escapes and b"\\" in line)
+    def holds(self, kind: str, value: Any) -> bool:
+        """Whether ``value``, read as a load casts a field of that kind, is one of the ids."""
+        if kind in NUMBER_KINDS:
+            return _as_int(value) in self._by_kind[kind]
+        return _as_text(value) in self._by_kind[kind]
 
-    def holds_text(self, line: bytes) -> bool:
-        """Whether one of the ids' spellings (of :data:`MIN_TEXT` characters or more) appears
-        in the line at all."""
-        return any(n in line for n in self._distinct)
+    def needles(self, kinds: Collection[str]) -> tuple[bytes, ...]:
+        """Every way JSON can spell the ids of ``kinds`` plainly; a line holding none of these
+        (and no backslash, see :meth:`may_escape`) holds none of the ids."""
+        found = {str(n).encode() for k in kinds if k in NUMBER_KINDS for n in self._by_kind[k]}
+        for text in self._texts_of(kinds):
+            found.add(json.dumps(text, ensure_ascii=False).encode())
+            found.add(json.dumps(text).encode())
+            if text.isdigit():
+                found.add(text.encode())  # "user_id": 12345, which the cast reads as text
+        return tuple(sorted(found))
 
-    def event_line_matches(self, line: bytes) -> bool:
-        """Whether an export line is one of these users' events.
+    def may_escape(self, kinds: Collection[str]) -> bool:
+        """Whether a text id of ``kinds`` has characters JSON may escape (non-ASCII, '/',
+        quotes), so that it can hide behind a backslash escape."""
+        return any(not _plain(text) for text in self._texts_of(kinds))
 
-        A line is theirs when a top-level ``amplitude_id`` or ``user_id`` holds one of the ids
-        (each occurrence counts, should a key repeat). A line that is not JSON but holds an id's
-        spelling is counted as theirs: whose it is cannot be told, and it is personal data either
-        way (such a line never loads; it fails its hour or is quarantined). The same goes for
-        JSON that is not an object (an array of events, say).
-        """
-        if not self.may_hold(line):
-            return False
-        pairs = top_level_pairs(line)
-        if pairs is None:
-            return self.holds_text(line)
-        return any(self._pair_matches(key, value) for key, value in pairs)
+    def _texts_of(self, kinds: Collection[str]) -> Iterator[str]:
+        for kind in kinds:
+            if kind not in NUMBER_KINDS:
+                yield from self._by_kind[kind]
 
-    def row_matches(self, amplitude_id: object, user_id: object) -> bool:
-        return self._pair_matches(AMPLITUDE_ID, amplitude_id) or \
-            self._pair_matches(USER_ID, user_id)
-
-    def _pair_matches(self, key: str, value: Any) -> bool:
-        if key == AMPLITUDE_ID:
-            return _as_int(value) in self.amplitude_ids
-        if key == USER_ID:
-            return _as_text(value) in self.user_ids
-        return False
-
-    def texts(self) -> list[str]:
-        """Every spelling of the ids as text of :data:`MIN_TEXT` characters or more, for a
-        substring search of lines that cannot be parsed (quarantined ones)."""
-        out = {str(a) for a in self.amplitude_ids}
-        for user_id in self.user_ids:
-            out.add(user_id)
-            out.add(json.dumps(user_id)[1:-1])  # as it appears inside a JSON string
+    def texts(self, kinds: Collection[str] = KINDS) -> list[str]:
+        """Every spelling of the ids of ``kinds`` as text of :data:`MIN_TEXT` characters or
+        more, for a substring search of lines that cannot be parsed (quarantined ones)."""
+        out = {str(n) for k in kinds if k in NUMBER_KINDS for n in self._by_kind[k]}
+        for text in self._texts_of(kinds):
+            out.add(text)
+            out.add(json.dumps(text)[1:-1])  # as it appears inside a JSON string
         return sorted(t for t in out if len(t) >= MIN_TEXT)
 
     def scrub(self, text: str, min_length: int = 1) -> str:
         """``text`` with every spelling of every id (of ``min_length`` characters or more)
         replaced by ``<id>``, longest first."""
-        spellings = {str(a) for a in self.amplitude_ids} | set(self.user_ids) | {
-            json.dumps(u)[1:-1] for u in self.user_ids}
+        spellings = {str(n) for k in NUMBER_KINDS for n in self._by_kind[k]}
+        for value in self._texts_of(KINDS):
+            spellings |= {value, json.dumps(value)[1:-1]}
         for needle in sorted(spellings, key=len, reverse=True):
             if len(needle) >= min_length:
                 text = text.replace(needle, "<id>")
         return text
 
 
-def top_level_pairs(line: bytes) -> list[tuple[str, Any]] | None:
-    """The key-value pairs of a JSON line's top-level object (duplicates kept); None for a line
-    that is not a JSON object."""
-    objects: list[list[tuple[str, Any]]] = []
-
-    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        objects.append(pairs)  # inner objects first: the top-level one comes last
-        return dict(pairs)
-
-    try:
-        value = json.loads(line, object_pairs_hook=hook)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        return None
-    return objects[-1] if isinstance(value, dict) else None
-
-
 def _as_int(value: Any) -> int | None:
-    """An amplitude_id as the load's BIGINT cast reads it: a JSON integer or digits in a string."""
+    """A whole-number id as a BIGINT cast reads it: a JSON integer or digits in a string."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -242,7 +234,7 @@ def _as_int(value: Any) -> int | None:
 
 
 def _as_text(value: Any) -> str | None:
-    """A user_id as the load's VARCHAR cast reads it: a string, or a number's text."""
+    """A text id as a VARCHAR cast reads it: a string, or a whole number's text."""
     if isinstance(value, str):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
@@ -257,7 +249,7 @@ def _amplitude_id(text: str, place: str) -> int:
     return int(digits)
 
 
-def _user_id(text: str, place: str) -> str:
+def _text(text: str, kind: str, place: str) -> str:
     if not text:
-        raise IdsError(f"{place}: a user_id cannot be empty")
+        raise IdsError(f"{place}: a {kind} cannot be empty")
     return text

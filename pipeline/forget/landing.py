@@ -2,10 +2,16 @@
 
 A landing version is never modified (``pipeline/lake.py``), so forgetting writes a new one: each
 file that holds none of the users is hard-linked into it (the same bytes, no copy), each file that
-does is streamed line by line (record by record for a CSV) into a new file that keeps every other
-line byte for byte, and a file left with no line is dropped. The partition's manifest is then
-committed atomically, as a fetch commits it, and every superseded version of the partition is
-deleted at once instead of after the lake's grace period: they are where the users' data still is.
+does is streamed record by record into a new file that keeps every other record byte for byte
+(one filtered copy per file, hard-linked wherever that file was), and, where the source says so,
+a file left with no line is dropped. The partition's manifest is then committed atomically, as a
+fetch commits it, and every superseded version of the partition is deleted at once instead of
+after the lake's grace period: they are where the users' data still is.
+
+Partitions may share files: a cohort carried forward lists an earlier day's file, a Mixpanel
+window's body is hard-linked under each of its days. A partition whose file is the users', or
+lives in a version that goes, is landed again too, with its files as its own; every partition is
+committed before any version is deleted, so one landed later can still read what it shares.
 
 A reader that resolved the manifest before the commit and has not opened its files yet then finds
 them gone and fails (its run is retried and reads the new version); one that has them open reads
@@ -21,44 +27,29 @@ import gzip
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from io import BufferedIOBase
 from pathlib import Path
 
 from pipeline import leftovers
-from pipeline.amplitude.landing import AmplitudeLake, LandedMember
+from pipeline.forget.contract import Landing, LandingFile, UserData
 from pipeline.forget.ids import MIN_TEXT, Ids
-from pipeline.lake import MANIFEST, LakeError, read_manifest, write_atomically
-from pipeline.snapshots import SnapshotLanding, Snapshots
+from pipeline.forget.matching import Records
+from pipeline.lake import MANIFEST, read_manifest, write_atomically
+from pipeline.source import Partition
 
-COHORT_MEMBERS = "cohort_members"
-GZIP_LEVEL = 6  # zlib's default; the export's members are compressed about as well
+GZIP_LEVEL = 6  # zlib's default; the sources' files are compressed about as well
 # Staging left in a partition folder by a killed run, once this old, is swept: it may hold data.
 STALE_STAGING_SECONDS = 3600
+FileKey = tuple[int, int]  # device and inode: one file under every name it has
 
 
 class ForgetLandingError(RuntimeError):
     pass
 
 
-@dataclass
-class LandingChange:
-    """What forgetting did to one partition's landing."""
-
-    lines_removed: int = 0
-    superseded: str | None = None  # the version replaced by a new one
-    version: str | None = None  # the new version, when one was written
-    versions_removed: int = 0
-
-
 # ---- streaming filters ----
-
-# A file's records (a line, or a CSV record with its line ends) as their bytes, each with whether
-# it is one of the users'.
-Records = Callable[[BufferedIOBase], Iterator[tuple[bool, bytes]]]
-
 
 def _open(path: Path) -> BufferedIOBase:
     return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
@@ -78,52 +69,23 @@ def _close(out: BufferedIOBase) -> None:
         inner.close()
 
 
-def json_lines(ids: Ids) -> Records:
-    """Each line of an export member, and whether it is one of the users'."""
-
-    def records(data: BufferedIOBase) -> Iterator[tuple[bool, bytes]]:
-        for line in data:
-            yield ids.event_line_matches(line), line
-
-    return records
-
-
-def csv_rows(ids: Ids) -> Records:
-    """Each record of a cohort file (``"amplitude_id","user_id",...``; a quoted field may span
-    lines), as its original bytes, and whether it is one of the users'. The header is kept."""
-
-    def records(data: BufferedIOBase) -> Iterator[tuple[bool, bytes]]:
-        raw: list[bytes] = []
-
-        def text() -> Iterator[str]:
-            for line in data:
-                raw.append(line)
-                yield line.decode("utf-8")
-
-        for number, row in enumerate(csv.reader(text(), strict=True)):
-            chunk = b"".join(raw)
-            raw.clear()
-            yield number > 0 and len(row) >= 2 and ids.row_matches(
-                row[0], row[1] or None), chunk
-        if raw:
-            yield False, b"".join(raw)
-
-    return records
+def _unreadable(path: Path, error: BaseException) -> ForgetLandingError:
+    return ForgetLandingError(f"{path} cannot be read ({type(error).__name__}); it was left as "
+                              "it was")
 
 
 def count(path: Path, records: Records) -> int:
-    """How many of the users' lines (or records) the file holds; reads it once, stores nothing."""
+    """How many of the users' records the file holds; reads it once, stores nothing."""
     try:
         with _open(path) as data:
             return sum(1 for theirs, _ in records(data) if theirs)
     except (OSError, EOFError, UnicodeDecodeError, csv.Error) as error:
-        raise ForgetLandingError(f"{path} cannot be read ({type(error).__name__}); it was "
-                                 "left as it was") from None
+        raise _unreadable(path, error) from None
 
 
 def copy_without(src: Path, dst: Path, records: Records) -> tuple[int, int]:
-    """Write ``dst`` with every line of ``src`` that is not the users', byte for byte; return
-    (lines kept, lines removed)."""
+    """Write ``dst`` with every record of ``src`` that is not the users', byte for byte; return
+    (records kept, records removed)."""
     kept = removed = 0
     try:
         with _open(src) as data:
@@ -138,8 +100,7 @@ def copy_without(src: Path, dst: Path, records: Records) -> tuple[int, int]:
             finally:
                 _close(out)
     except (OSError, EOFError, UnicodeDecodeError, csv.Error) as error:
-        raise ForgetLandingError(f"{src} cannot be read ({type(error).__name__}); it was "
-                                 "left as it was") from None
+        raise _unreadable(src, error) from None
     return kept, removed
 
 
@@ -179,16 +140,9 @@ def drop_superseded(folder: Path, only: Callable[[Path], bool]) -> int:
     return removed
 
 
-def holds_any(pattern: str, records: Records) -> Callable[[Path], bool]:
-    """Whether a version folder has a file (``pattern``) holding one of the users' lines."""
-    return lambda version: any(count(f, records) for f in sorted(version.glob(pattern)))
-
-
-# ---- the export's hours ----
-
 def scrub_notes(folder: Path, ids: Ids) -> int:
-    """Take the ids out of the notes a failed stage keeps beside the landing
-    (``_refused-<stage>.json``, pipeline/amplitude/refusals.py): a cause can quote a line."""
+    """Take the ids out of the notes a failed stage keeps beside a landing
+    (``_refused-<stage>.json``): a cause can quote a line."""
     scrubbed = 0
     for note in sorted(folder.glob("_refused-*.json")) if folder.is_dir() else []:
         with contextlib.suppress(FileNotFoundError, UnicodeDecodeError):
@@ -200,162 +154,144 @@ def scrub_notes(folder: Path, ids: Ids) -> int:
     return scrubbed
 
 
-def forget_hour(lake: AmplitudeLake, hour: datetime, ids: Ids, *, affected: bool,
-                scan_superseded: bool = False) -> LandingChange:
-    """Land the hour again without the users' lines, if its current version holds any.
-
-    The superseded versions are deleted as well when the hour was rewritten or is ``affected``
-    (the warehouse or its Parquet file holds the users: its landings did); otherwise, with
-    ``scan_superseded``, those that hold a line of the users.
-    """
-    folder = lake.local(lake.landing_dir(hour))
-    change = LandingChange()
-    records = json_lines(ids)
-    before = {p.name for p in versions(folder)}  # listed first: see drop_superseded
+def _key(path: Path) -> FileKey | None:
     try:
-        landed = lake.landed(hour)
-    except LakeError:
-        landed = None  # never landed, or its manifest is gone: nothing current to rewrite
-    paths = [lake.local(p) for p in lake.member_paths(landed)] if landed is not None else []
-    dirty = {p.name for p in paths if count(p, records)}
-    if landed is not None and dirty:
-        members: list[LandedMember] = []
-        with lake.new_version(folder) as (version, staged):
-            for member, path in zip(landed.members, paths, strict=True):
-                target = staged / member.file
-                if path.name not in dirty:
-                    os.link(path, target)
-                    members.append(member)
-                    continue
-                kept, removed = copy_without(path, target, records)
-                change.lines_removed += removed
-                if kept:
-                    members.append(replace(member, bytes=target.stat().st_size))
-                else:
-                    target.unlink()  # nothing left in it: the hour no longer has this member
-        new = replace(landed, version=version, members=members)
-        lake.commit(folder, version, new.to_json())
-        change.superseded, change.version = landed.version, version
-    scrub_notes(folder, ids)
-    if dirty or affected:
-        change.versions_removed = drop_superseded(folder, lambda p: p.name in before)
-    elif scan_superseded:
-        holds = holds_any("*.json.gz", records)
-        change.versions_removed = drop_superseded(folder,
-                                                  lambda p: p.name in before and holds(p))
-    return change
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
-# ---- cohort membership: one landing a day, whose files may be earlier days' ----
-
-@dataclass(frozen=True)
-class CohortDays:
-    """Every day's cohort-member landing, and where each file of each day really is."""
-
-    snaps: Snapshots
-    landings: dict[date, SnapshotLanding]
-
-    @classmethod
-    def read(cls, snaps: Snapshots) -> CohortDays:
-        landings = {}
-        root = snaps.lake.local(snaps.lake.landing_folder(snaps.source, COHORT_MEMBERS, ""))
-        for manifest in sorted(root.glob(f"snapshot_date=*/{MANIFEST}")):
-            try:
-                day = date.fromisoformat(manifest.parent.name.removeprefix("snapshot_date="))
-            except ValueError:
-                continue
-            landing = snaps.landed(COHORT_MEMBERS, day)
-            if landing is not None:
-                landings[day] = landing
-        return cls(snaps, landings)
-
-    def folder(self, day: date) -> Path:
-        return self.snaps.lake.local(self.snaps.folder(COHORT_MEMBERS, day))
-
-    def files(self, day: date) -> list[Path]:
-        return self.snaps.paths(self.landings[day])
-
+# ---- a family's partitions, landed again ----
 
 @dataclass
-class CohortChange:
-    days_rewritten: set[date] = field(default_factory=set)
-    rows_removed: int = 0
-    versions_removed: int = 0
+class LandingChange:
+    """What forgetting did to a family's landings."""
+
+    rewritten: set[Partition] = field(default_factory=set)
     versions: dict[str, str] = field(default_factory=dict)  # superseded version -> new one
+    records_removed: int = 0
+    versions_removed: int = 0
 
 
-def forget_cohort_days(snaps: Snapshots, days: set[date], ids: Ids, *, affected: set[date],
-                       scan_superseded: bool = False) -> CohortChange:
-    """Rewrite the cohort-member landings of ``days`` that hold the users (and of any day whose
-    carried-forward files live in a version that goes), then delete superseded versions as
-    :func:`forget_hour` does.
+@dataclass(frozen=True)
+class Relanded:
+    superseded: str
+    version: str
+    records_removed: int
 
-    A day may list another day's file (a cohort carried forward). A rewritten day gets all its
-    files as its own (hard links, or the filtered copy), so deleting another day's superseded
-    version never leaves a day pointing at nothing; every day is committed before any version
-    is deleted, so a day rewritten later can still read the files it carried forward.
-    """
-    change = CohortChange()
-    known = CohortDays.read(snaps)
-    records = csv_rows(ids)
-    cache: dict[Path, bool] = {}
 
-    def dirty(path: Path) -> bool:
-        if path not in cache:
-            cache[path] = path.exists() and count(path, records) > 0
-        return cache[path]
+class _Files:
+    """What is known of the family's files: whose records each holds, read once per file."""
 
-    holding: dict[Path, bool] = {}
+    def __init__(self, records: Records, folders: Mapping[Partition, Path]) -> None:
+        self.records = records
+        self.folders = folders
+        self.dirty: dict[FileKey, bool] = {}
+        self.filtered: dict[FileKey, Path] = {}  # a dirty file -> its copy without the users
+        self._holding: dict[Path, bool] = {}
 
-    def holds(version: Path) -> bool:
-        if version not in holding:
-            holding[version] = holds_any("cohort_*", records)(version)
-        return holding[version]
+    def holds(self, partition: Partition, path: Path) -> bool:
+        key = _key(path)
+        if key is None:
+            if path.parent.parent == self.folders[partition]:
+                raise ForgetLandingError(f"{path} is gone, though the landing lists it; land "
+                                         "the partition again, then run the request again")
+            return False  # carried forward from a version gone since: nothing can read it
+        if key not in self.dirty:
+            self.dirty[key] = count(path, self.records) > 0
+        return self.dirty[key]
 
-    def goes(day: date, version: Path) -> bool:
-        """Whether the day's version folder is deleted (its current one, once rewritten)."""
-        if day in rewrite:
+    def known_dirty(self, path: Path) -> bool:
+        key = _key(path)
+        return key is not None and self.dirty.get(key, False)
+
+    def version_holds(self, data: UserData, version: Path) -> bool:
+        if version not in self._holding:
+            self._holding[version] = any(count(f, self.records)
+                                         for f in data.version_files(version))
+        return self._holding[version]
+
+
+def forget_landings(data: UserData, plan: Mapping[Partition, bool], ids: Ids, *,
+                    scan_superseded: bool = False) -> LandingChange:
+    """Land again, without the users' records, the partitions of ``plan`` whose landing holds
+    any (and those sharing a file or fetch with them), then delete superseded versions: all of
+    a partition landed again or known to have held the users (``plan``'s flag), else, with
+    ``scan_superseded``, those that hold a record of theirs."""
+    change = LandingChange()
+    folders = data.landed()
+    files = _Files(data.records(ids), folders)
+    landings: dict[Partition, Landing] = {}
+    for partition in (folders if data.related else [p for p in plan if p in folders]):
+        found = data.landing(partition)
+        if found is not None:
+            landings[partition] = found
+    wanted = {p for p in plan if p in landings}
+    affected = {p for p in wanted if plan[p]}
+    fetches: dict[str, set[Partition]] = {}
+    for partition, landing in landings.items():
+        if landing.fetch is not None:
+            fetches.setdefault(landing.fetch, set()).add(partition)
+    for partition in list(wanted):
+        mates = fetches.get(landings[partition].fetch or "", set())
+        wanted |= mates
+        if partition in affected:
+            affected |= mates
+
+    def goes(partition: Partition, version: Path) -> bool:
+        if partition in rewrite:
             return True
-        if version.name == known.landings[day].version:
+        if version.name == landings[partition].version:
             return False
-        return day in affected or (scan_superseded and holds(version))
+        return partition in affected or (scan_superseded and files.version_holds(data, version))
 
-    wanted = {d for d in days if d in known.landings}
-    rewrite = {d for d in wanted if any([dirty(p) for p in known.files(d)])}
-    while True:  # a day whose file is in a version that goes, or is dirty, is rewritten too
-        doomed = {v for d in wanted | rewrite for v in versions(known.folder(d)) if goes(d, v)}
-        more = {d for d in known.landings if d not in rewrite and any(
-            p.parent in doomed or cache.get(p) for p in known.files(d))}
+    rewrite = {p for p in wanted
+               if any([files.holds(p, f) for f in landings[p].files])}
+    while True:  # a partition sharing a dirty file, or one in a version that goes, goes too
+        doomed = {v for p in wanted | rewrite for v in versions(folders[p]) if goes(p, v)}
+        more = {p for p, landing in landings.items() if p not in rewrite and any(
+            f.parent in doomed or files.known_dirty(f) for f in landing.files)}
         if not more:
             break
         rewrite |= more
-    filtered: dict[Path, Path] = {}  # a dirty file -> its copy without the users, made once
-    for day in sorted(rewrite):
-        landing = known.landings[day]
-        folder = known.folder(day)
-        cohorts = list(landing.details.get("cohorts", []))
-        with snaps.lake.new_version(folder) as (version, staged):
-            files, entries = [], []
-            for n, path in enumerate(known.files(day)):
-                if not path.exists():
-                    continue  # lost before this run: the day could not load it either
-                target = staged / path.name
-                if path in filtered:  # a file two days share: one copy, linked into both
-                    os.link(filtered[path], target)
-                elif dirty(path):
-                    change.rows_removed += copy_without(path, target, records)[1]
-                    filtered[path] = folder / version / target.name  # where it is once renamed
-                else:
-                    os.link(path, target)
-                files.append(target.name)
-                if n < len(cohorts):
-                    entries.append({**cohorts[n], "file": target.name,
-                                    "bytes": target.stat().st_size})
-        details = {**landing.details, "cohorts": entries} if cohorts else landing.details
-        new = replace(landing, version=version, files=files, details=details)
-        snaps.lake.commit(folder, version, new.to_json())
-        change.versions[landing.version] = version
-        change.days_rewritten.add(day)
-    for day in sorted(wanted | rewrite):
-        change.versions_removed += drop_superseded(known.folder(day), doomed.__contains__)
+    for partition in sorted(rewrite):
+        done = land_again(data, folders[partition], landings[partition], partition, files)
+        change.versions[done.superseded] = done.version
+        change.records_removed += done.records_removed
+        change.rewritten.add(partition)
+    for partition in sorted(set(plan) | wanted | rewrite):
+        scrub_notes(data.landing_folder(partition), ids)
+        if partition in wanted | rewrite:
+            change.versions_removed += drop_superseded(folders[partition], doomed.__contains__)
     return change
+
+
+def land_again(data: UserData, folder: Path, landing: Landing, partition: Partition,
+               files: _Files) -> Relanded:
+    """Commit a new version of the partition holding its files without the users' records."""
+    written: dict[Path, LandingFile | None] = {}
+    removed = 0
+    with data.lake.new_version(folder) as (version, staged):
+        for path in landing.files:
+            key = _key(path)
+            if key is None:
+                files.holds(partition, path)  # refuses a partition's own file gone missing
+                written[path] = None  # carried forward and lost: the partition could not
+                continue  # read it either
+            target = staged / path.name
+            if key in files.filtered:  # a file partitions share: one copy, linked into each
+                os.link(files.filtered[key], target)
+            elif files.holds(partition, path):
+                kept, gone = copy_without(path, target, files.records)
+                removed += gone
+                if not kept and data.drop_empty_files:
+                    target.unlink()
+                    written[path] = None
+                    continue
+                files.filtered[key] = folder / version / target.name  # where it is once renamed
+            else:
+                os.link(path, target)
+            written[path] = LandingFile(target.name, target.stat().st_size)
+    data.lake.commit(folder, version, landing.relanded(version, written))
+    return Relanded(landing.version, version, removed)

@@ -1,49 +1,59 @@
 """The ids as DuckDB sees them, and a Parquet file rewritten without their rows.
 
-The ids go into temporary tables of the connection (never into SQL text), so the same predicate
-serves the warehouse's tables and any Parquet file. A rewrite streams the file through DuckDB into
-a staged file beside it with the writer options the file was written with, keeps its key-value
-metadata (a landing version it names is mapped to the version that replaced it), and renames the
-staged file over the old one: a reader sees the old file or the new one, never a torn one.
+The ids go into temporary tables of the connection (never into SQL text), so one predicate per
+family serves the warehouse's table and its Parquet files alike. A rewrite streams the file
+through DuckDB into a staged file beside it with the writer options the file was written with,
+keeps its key-value metadata (a landing version it names is mapped to the version that replaced
+it), and renames the staged file over the old one: a reader sees the old file or the new one,
+never a torn one.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from pipeline import leftovers, sql
-from pipeline.amplitude.normalize import ROW_GROUP_ROWS, ZSTD_LEVEL
-from pipeline.forget.ids import Ids
+from pipeline.forget.ids import KINDS, NUMBER_KINDS, Ids
 
-# True for a row of one of the users. coalesce: NULL ids are nobody's, and `NOT (NULL)` would
-# otherwise drop a row whose user_id is NULL from a rewritten file.
-MATCH = ("(coalesce(amplitude_id IN (SELECT amplitude_id FROM forget_amplitude_ids), false) OR "
-         "coalesce(user_id IN (SELECT user_id FROM forget_user_ids), false))")
-# True for a quarantined line that spells one of the ids anywhere (it could not be parsed).
-TEXT_MATCH = "EXISTS (SELECT 1 FROM forget_texts t WHERE contains({column}, t.text))"
 
-# The writer options each table's files are written with (pipeline/amplitude/normalize.py,
-# pipeline/amplitude/cohort_members.py).
-EVENTS_OPTIONS = (f"FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL {ZSTD_LEVEL}, "
-                  f"ROW_GROUP_SIZE {ROW_GROUP_ROWS}")
-COHORT_MEMBERS_OPTIONS = "FORMAT parquet, COMPRESSION zstd"
+def _ids_table(kind: str) -> str:
+    return f"forget_ids_{kind}"
 
 
 def install(con: duckdb.DuckDBPyConnection, ids: Ids) -> None:
-    """Put the ids into this connection's temporary tables, which :data:`MATCH` reads."""
-    con.execute("CREATE OR REPLACE TEMP TABLE forget_amplitude_ids (amplitude_id BIGINT)")
-    con.execute("CREATE OR REPLACE TEMP TABLE forget_user_ids (user_id VARCHAR)")
-    con.execute("CREATE OR REPLACE TEMP TABLE forget_texts (text VARCHAR)")
-    con.execute("INSERT INTO forget_amplitude_ids SELECT unnest(?::BIGINT[])",
-                [sorted(ids.amplitude_ids)])
-    con.execute("INSERT INTO forget_user_ids SELECT unnest(?::VARCHAR[])", [sorted(ids.user_ids)])
-    con.execute("INSERT INTO forget_texts SELECT unnest(?::VARCHAR[])", [ids.texts()])
+    """Put the ids into this connection's temporary tables, which :func:`holds` and
+    :func:`spells` read."""
+    for kind in KINDS:
+        kind_type = "BIGINT" if kind in NUMBER_KINDS else "VARCHAR"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {_ids_table(kind)} (id {kind_type})")
+        con.execute(f"INSERT INTO {_ids_table(kind)} SELECT unnest(?::{kind_type}[])",
+                    [sorted(ids.of(kind))])
+    con.execute("CREATE OR REPLACE TEMP TABLE forget_texts (kind VARCHAR, text VARCHAR)")
+    for kind in KINDS:
+        con.execute("INSERT INTO forget_texts SELECT ?, unnest(?::VARCHAR[])",
+                    [kind, ids.texts([kind])])
+
+
+def holds(column: str, kind: str) -> str:
+    """SQL true when ``column`` holds one of the ids of ``kind``; never NULL (a NULL id is
+    nobody's, and ``NOT (NULL)`` would drop the row from a rewritten file)."""
+    if kind not in KINDS:
+        raise ValueError(f"no kind of id named {kind!r}")
+    return f"coalesce({column} IN (SELECT id FROM {_ids_table(kind)}), false)"
+
+
+def spells(column: str, kinds: Collection[str]) -> str:
+    """SQL true when the text in ``column`` spells one of the ids of ``kinds`` anywhere (a
+    line that could not be parsed)."""
+    named = ", ".join(sql.literal(kind) for kind in sorted(kinds)) or "NULL"
+    return (f"EXISTS (SELECT 1 FROM forget_texts t WHERE t.kind IN ({named}) "
+            f"AND contains({column}, t.text))")
 
 
 def _scan(files: Iterable[Path]) -> str:
@@ -51,12 +61,13 @@ def _scan(files: Iterable[Path]) -> str:
             "union_by_name = true, filename = true)")
 
 
-def matches_in(con: duckdb.DuckDBPyConnection, files: Iterable[Path]) -> dict[Path, int]:
+def matches_in(con: duckdb.DuckDBPyConnection, files: Iterable[Path],
+               predicate: str) -> dict[Path, int]:
     """How many rows of the users each file holds (files without any are left out)."""
     existing = sorted(p for p in files if p.exists())
     if not existing:
         return {}
-    rows = con.execute(f"SELECT filename, count(*) FROM {_scan(existing)} WHERE {MATCH} "
+    rows = con.execute(f"SELECT filename, count(*) FROM {_scan(existing)} WHERE {predicate} "
                        "GROUP BY filename").fetchall()
     return {Path(name): int(count) for name, count in rows}
 
@@ -87,10 +98,11 @@ class Rewritten:
     rewritten: bool  # False: the file was left as it was
 
 
-def rewrite(con: duckdb.DuckDBPyConnection, path: Path, options: str,
+def rewrite(con: duckdb.DuckDBPyConnection, path: Path, predicate: str, options: str,
             versions: Mapping[str, str] | None = None) -> Rewritten:
-    """Rewrite ``path`` without the users' rows, or to name the landing version that replaced
-    the one it names (the load takes a file only if it was built from the current landing).
+    """Rewrite ``path`` without the rows ``predicate`` picks, or to name the landing version
+    that replaced the one it names (a load may take a file only if it was built from the
+    current landing).
 
     Every other row keeps every field; the staged file is checked to hold exactly the rows
     that should remain before it replaces the old one.
@@ -99,7 +111,7 @@ def rewrite(con: duckdb.DuckDBPyConnection, path: Path, options: str,
         return Rewritten(0, False)
     scan = f"read_parquet({sql.literal(str(path))}, hive_partitioning = false)"
     total, matching = con.execute(  # type: ignore[misc]  # aggregates: one row
-        f"SELECT count(*), count(*) FILTER (WHERE {MATCH}) FROM {scan}").fetchone()
+        f"SELECT count(*), count(*) FILTER (WHERE {predicate}) FROM {scan}").fetchone()
     kv, mapped = _kv_metadata(con, path, versions or {})
     if not matching and not mapped:
         return Rewritten(0, False)
@@ -108,7 +120,7 @@ def rewrite(con: duckdb.DuckDBPyConnection, path: Path, options: str,
     staged = path.with_name(f".{path.name}.{uuid.uuid4().hex}{leftovers.owner_mark()}.tmp")
     try:
         written = con.execute(
-            f"COPY (SELECT * FROM {scan} WHERE NOT {MATCH}) TO {sql.literal(str(staged))} "
+            f"COPY (SELECT * FROM {scan} WHERE NOT {predicate}) TO {sql.literal(str(staged))} "
             f"({options}{kv})").fetchone()
         kept = int(written[0]) if written else 0
         if kept != total - matching:

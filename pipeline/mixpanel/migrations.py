@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import duckdb
 
-from pipeline.migrations import Migration, ProjectSchema, check_columns, for_backend
+from pipeline.migrations import Migration, ProjectSchema, check_columns, for_backend, statements
 from pipeline.mixpanel.schema import EVENT_COLUMNS
 
 _V1_EVENTS = (
@@ -43,6 +43,18 @@ def _create_or_adopt_v1(con: duckdb.DuckDBPyConnection, schema: str) -> None:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "{schema}.events and its ledger {schema}._loads", _create_or_adopt_v1),
+    # What each forget request removed (python -m pipeline.forget), counts only: never an id,
+    # nor a hash of one.
+    Migration(2, "{schema}._forget_requests audits forgotten users without their ids",
+              statements(
+        "CREATE TABLE {schema}._forget_requests (request_id VARCHAR PRIMARY KEY, "
+        "requested_at TIMESTAMPTZ NOT NULL, finished_at TIMESTAMPTZ, status VARCHAR NOT NULL, "
+        "distinct_id_count INTEGER, user_id_count INTEGER, scan VARCHAR, "
+        "days_rewritten INTEGER, landing_versions_written INTEGER, "
+        "landing_versions_removed INTEGER, landing_lines_removed BIGINT, "
+        "parquet_files_rewritten INTEGER, parquet_rows_removed BIGINT, "
+        "event_rows_removed BIGINT)",
+              )),
 )
 
 

@@ -7,9 +7,10 @@ from datetime import date
 
 import duckdb
 
+from pipeline.forget.contract import UserData
 from pipeline.lake import MANIFEST, Lake, LakeError
 from pipeline.migrations import ProjectSchema
-from pipeline.mixpanel import landing, migrations
+from pipeline.mixpanel import forgetting, landing, migrations
 from pipeline.mixpanel.landing import MixpanelLake
 from pipeline.mixpanel.load import MixpanelLoad, load_day
 from pipeline.mixpanel.settings import MixpanelSettings
@@ -63,6 +64,9 @@ class MixpanelSource(Source):
             day=partition, request_window=REBUILT_WINDOW, window_requests=0,
             bytes_downloaded=0, fetch_seconds=0.0))
         return load_day(con, project.schema, own.url(place), record).rows
+
+    def user_data(self, lake: Lake, project: Project) -> list[UserData]:
+        return forgetting.user_data(self.lake(lake, project), project)
 
 
 SOURCE = MixpanelSource()

@@ -30,13 +30,15 @@ from assets.partitions import partition_key
 from pipeline.amplitude import cohort_members as cm
 from pipeline.amplitude.client import AmplitudeClient
 from pipeline.amplitude.cohorts import fetch_cohorts
+from pipeline.amplitude.forgetting import COHORT_COLUMNS, EXPORT_FIELDS, ROW_MATCH
 from pipeline.forget import ForgetError, Ids, IdsError, compact, forget
 from pipeline.forget import landing as forget_landing
 from pipeline.forget import parquet as forget_parquet
 from pipeline.forget.__main__ import main
+from pipeline.forget.matching import JsonFields, csv_records
 from pipeline.lineage import landing_version_of
 from pipeline.snapshots import Snapshots
-from tests.conftest import DAY, SMALL, amplitude_warehouse
+from tests.conftest import AMPLITUDE, DAY, SMALL, amplitude_warehouse
 from tests.e2e.conftest import (
     EVENTS,
     EVENTS_PARQUET,
@@ -412,9 +414,11 @@ def test_cohort_days_carried_forward_from_an_earlier_day_are_rewritten_together(
 
     report = forget(project.root / "warehouse.duckdb", project.root / "lake", Ids([member]),
                     say=lambda _: None)
-    assert report.cohort_member_rows_removed == report.cohort_parquet_rows_removed == len(theirs)
-    assert report.cohort_landing_rows_removed == len(theirs) // 2  # one file, read by both
-    assert report.cohort_days_rewritten == 2
+    counts = report.counts("amplitude")
+    assert counts["cohort_member_rows_removed"] == counts["cohort_parquet_rows_removed"] == \
+        len(theirs)
+    assert counts["cohort_landing_rows_removed"] == len(theirs) // 2  # one file, read by both
+    assert counts["cohort_days_rewritten"] == 2
     assert not any(Path(f).is_absolute() for f in snaps.landed(cm.TABLE, day).files)
     for each in (yesterday, day):  # each day has its own files now, in one version
         folder = snaps.folder(cm.TABLE, each)
@@ -448,17 +452,18 @@ def test_hours_in_the_lake_but_not_the_warehouse_are_found_without_a_scan(projec
     in_landing = sorted(a for a, hs in hours_of.items() if hs <= set(landed_only))[0]
     report = forget(project.root / "warehouse.duckdb", project.root / "lake",
                     Ids([in_parquet, in_landing]), say=lambda _: None)
-    assert report.event_rows_removed == 0
-    assert report.parquet_rows_removed == len(hours_of[in_parquet]) == sum(
+    counts = report.counts("amplitude")
+    assert counts["event_rows_removed"] == 0
+    assert counts["parquet_rows_removed"] == len(hours_of[in_parquet]) == sum(
         1 for _, line in lines if line["amplitude_id"] == in_parquet)
-    assert report.landing_lines_removed == sum(
+    assert counts["landing_lines_removed"] == sum(
         1 for _, line in lines if line["amplitude_id"] in (in_parquet, in_landing))
     materialize(project, HOURS[4], HOURS[-1], selection=[EVENTS_PARQUET, EVENTS])
     with project.warehouse() as con:
         assert con.execute("SELECT count(*) FROM amplitude.events WHERE amplitude_id IN (?, ?)",
                            [in_parquet, in_landing]).fetchone() == (0,)
         assert con.execute("SELECT count(*) FROM amplitude.events").fetchone()[0] == \
-            len(lines) - report.landing_lines_removed
+            len(lines) - counts["landing_lines_removed"]
 
 
 def test_scan_lake_finds_what_the_warehouse_lost(project):
@@ -472,7 +477,7 @@ def test_scan_lake_finds_what_the_warehouse_lost(project):
     blind = forget(*paths, Ids([target]), **quiet)
     assert not blind.removed_anything()  # the warehouse vouches for these hours
     seen = forget(*paths, Ids([target]), scan="lake", **quiet)
-    assert seen.parquet_rows_removed == seen.landing_lines_removed >= 2
+    assert seen.total("parquet_rows_removed") == seen.total("landing_lines_removed") >= 2
     assert seen.scan == "lake"
     found = duckdb.execute(
         "SELECT count(*) FROM read_parquet(?) WHERE amplitude_id = ?",
@@ -496,7 +501,7 @@ def test_scan_landing_removes_a_superseded_version_that_still_holds_them(project
     assert not forget(*paths, Ids([users.by_amplitude_id]), **quiet).removed_anything()
     assert (folder / old).exists()
     thorough = forget(*paths, Ids([users.by_amplitude_id]), scan="landing", **quiet)
-    assert thorough.landing_versions_removed == 1 and not (folder / old).exists()
+    assert thorough.total("landing_versions_removed") == 1 and not (folder / old).exists()
     assert [p.name for p in folder.glob("v*")] == [project.lake.landed(hour).version]
 
 
@@ -505,8 +510,12 @@ def test_scan_landing_removes_a_superseded_version_that_still_holds_them(project
 KILLER = """
 import importlib, os, signal, sys
 module, name, when = importlib.import_module(sys.argv[1]), sys.argv[2], sys.argv[3]
+nth, calls = int(sys.argv[4]), []
 original = getattr(module, name)
 def wrapped(*args, **kwargs):
+    calls.append(1)
+    if len(calls) < nth:
+        return original(*args, **kwargs)
     if when == "before":
         os.kill(os.getpid(), signal.SIGKILL)
     result = original(*args, **kwargs)
@@ -519,19 +528,19 @@ from pipeline.amplitude import cohort_members as cm
 from pipeline.amplitude.client import AmplitudeClient
 from pipeline.amplitude.cohorts import fetch_cohorts
 from pipeline.lineage import landing_version_of
-sys.exit(main(sys.argv[4:]))
+sys.exit(main(sys.argv[5:]))
 """
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module, name, when", [
-    ("pipeline.forget.landing", "forget_hour", "after"),  # a new landing committed
-    ("pipeline.forget.landing", "forget_cohort_days", "before"),  # hours done, days not
-    ("pipeline.forget.parquet", "rewrite", "after"),  # an hour's Parquet file rewritten
-    ("pipeline.forget.audit", "remove", "before"),  # the lake done, the warehouse not
+@pytest.mark.parametrize("module, name, when, nth", [
+    ("pipeline.forget.landing", "land_again", "after", 1),  # a new landing committed
+    ("pipeline.forget.run", "visit", "before", 2),  # hours done, cohort days not
+    ("pipeline.forget.parquet", "rewrite", "after", 1),  # an hour's Parquet file rewritten
+    ("pipeline.forget.audit", "remove", "before", 1),  # the lake done, the warehouse not
 ], ids=["landing", "cohort-landing", "parquet", "warehouse"])
 def test_a_killed_request_is_completed_by_running_it_again(project, loaded, tmp_path, module,
-                                                           name, when):
+                                                           name, when, nth):
     users = loaded
     before = State.read(project)
     expected = before.without(users)
@@ -539,7 +548,7 @@ def test_a_killed_request_is_completed_by_running_it_again(project, loaded, tmp_
     ids_file = tmp_path / "ids.txt"
     ids_file.write_text("".join(users.ids().lines()))
     killed = subprocess.run(
-        [sys.executable, "-c", KILLER, module, name, when, "--warehouse",
+        [sys.executable, "-c", KILLER, module, name, when, str(nth), "--warehouse",
          str(project.root / "warehouse.duckdb"), "--lake", str(project.root / "lake"),
          "--ids-file", str(ids_file)], cwd=REPO, capture_output=True, timeout=120,
         env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -566,9 +575,12 @@ def test_quarantined_lines_that_spell_an_id_are_removed(project):
         con.execute("INSERT INTO amplitude._rejects VALUES (?, 'm#0', 3, ?, now()), "
                     "(?, 'm#0', 4, '{\"amplitude_id\": 1, \"cut', now())",
                     [HOURS[0], f'{{"amplitude_id": {target}, "user_id": "x", "cut', HOURS[0]])
+    note = project.lake.landing_dir(HOURS[0]) / "_refused-normalize.json"  # a failed stage's
+    note.write_text(json.dumps({"cause": f"line 9 is not JSON: {target}, cut"}))  # cause
     report = forget(project.root / "warehouse.duckdb", project.root / "lake", Ids([target]),
                     say=lambda _: None)
-    assert report.reject_rows_removed == 1
+    assert report.counts("amplitude")["reject_rows_removed"] == 1
+    assert str(target) not in note.read_text() and "<id>" in note.read_text()
     with project.warehouse() as con:
         assert con.execute("SELECT line_number FROM amplitude._rejects").fetchall() == [(4,)]
 
@@ -635,8 +647,9 @@ def test_a_line_is_theirs_only_by_its_top_level_ids():
         b'{"amplitude_id": 9, "user_id": null, "n": "1234567890123"}\n',
         b"\n", b"null\n", b'{"broken\n',
     ]
-    assert [ids.event_line_matches(line) for line in theirs] == [True] * len(theirs)
-    assert [ids.event_line_matches(line) for line in not_theirs] == [False] * len(not_theirs)
+    matches = JsonFields(ids, EXPORT_FIELDS)
+    assert [matches(line) for line in theirs] == [True] * len(theirs)
+    assert [matches(line) for line in not_theirs] == [False] * len(not_theirs)
 
 
 def test_files_are_rewritten_record_by_record_keeping_every_other_byte(tmp_path):
@@ -647,7 +660,7 @@ def test_files_are_rewritten_record_by_record_keeping_every_other_byte(tmp_path)
     src.write_bytes(gzip.compress(csv_text))
     dst = tmp_path / "out" / "cohort_c.csv.gz"
     dst.parent.mkdir()
-    assert forget_landing.copy_without(src, dst, forget_landing.csv_rows(ids)) == (3, 2)
+    assert forget_landing.copy_without(src, dst, csv_records(ids, COHORT_COLUMNS)) == (3, 2)
     assert gzip.decompress(dst.read_bytes()) == (
         b'"amplitude_id","user_id","note"\r\n"5","","a ""quoted""\nline"\r\n'
         b'"7","kept@x.org",""\r\n')
@@ -656,7 +669,8 @@ def test_files_are_rewritten_record_by_record_keeping_every_other_byte(tmp_path)
     member = tmp_path / "m.json.gz"
     member.write_bytes(gzip.compress(b"".join(lines)))
     out = tmp_path / "out" / "m.json.gz"
-    assert forget_landing.copy_without(member, out, forget_landing.json_lines(ids)) == (3, 2)
+    lines_of_theirs = JsonFields(ids, EXPORT_FIELDS).records()
+    assert forget_landing.copy_without(member, out, lines_of_theirs) == (3, 2)
     assert gzip.decompress(out.read_bytes()) == lines[0] + lines[2] + lines[4]
 
 
@@ -669,16 +683,18 @@ def test_a_parquet_rewrite_keeps_rows_without_ids_and_the_files_metadata(tmp_pat
                 "KV_METADATA {landing_version: 'v1-old', other: 'kept'})")
     forget_parquet.install(con, Ids([111], ["gone"]))
     rewrite = forget_parquet.rewrite
-    assert rewrite(con, path, "FORMAT parquet", {"v1-old": "v2-new"}).rows_removed == 2
-    assert rewrite(con, path, "FORMAT parquet", {}) == forget_parquet.Rewritten(0, False)
+    assert rewrite(con, path, ROW_MATCH, "FORMAT parquet", {"v1-old": "v2-new"}
+                   ).rows_removed == 2
+    assert rewrite(con, path, ROW_MATCH, "FORMAT parquet", {}) == forget_parquet.Rewritten(
+        0, False)
     assert sorted(con.execute(f"SELECT v FROM '{path}'").fetchall()) == [("a",), ("b",), ("c",)]
     assert dict((bytes(k), bytes(v)) for k, v in con.execute(
         "SELECT key, value FROM parquet_kv_metadata(?)", [str(path)]).fetchall()) == {
         b"landing_version": b"v2-new", b"other": b"kept"}
     assert list(tmp_path.iterdir()) == [path]
     # a file without their rows that names a replaced landing is rewritten to name its successor
-    assert rewrite(con, path, "FORMAT parquet", {"v2-new": "v3"}) == forget_parquet.Rewritten(
-        0, True)
+    assert rewrite(con, path, ROW_MATCH, "FORMAT parquet", {"v2-new": "v3"}) == \
+        forget_parquet.Rewritten(0, True)
     assert sorted(con.execute(f"SELECT v FROM '{path}'").fetchall()) == [("a",), ("b",), ("c",)]
     assert (b"landing_version", b"v3") in [(bytes(k), bytes(v)) for k, v in con.execute(
         "SELECT key, value FROM parquet_kv_metadata(?)", [str(path)]).fetchall()]
@@ -697,8 +713,10 @@ def test_compacting_leaves_no_bytes_of_deleted_rows_in_the_file(tmp_path):
     with amplitude_warehouse(path).connect() as con:
         before = con.execute("SELECT * FROM amplitude._rejects ORDER BY line_number").fetchall()
         versions = con.execute("SELECT * FROM amplitude._schema_versions").fetchall()
-    sizes = compact(path)
+    sizes = compact(path, projects=[AMPLITUDE])
     assert sizes.bytes_after > 0 and b"line-4242-marker" not in path.read_bytes()
+    with duckdb.connect(str(path), read_only=True) as con:  # the views came along
+        assert con.execute("SELECT count(*) FROM amplitude_all._rejects").fetchone() == (4999,)
     with amplitude_warehouse(path).connect() as con:
         assert con.execute("SELECT * FROM amplitude._rejects ORDER BY line_number"
                            ).fetchall() == before
