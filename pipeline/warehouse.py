@@ -77,11 +77,13 @@ def _held_lock(error: BaseException) -> bool:
 class Warehouse:
     """The DuckDB file at ``path``; or, with ``catalog``, a DuckLake whose new data files go to
     ``data_path`` (``path`` then only places the spill folder). Every write open migrates the
-    schemas of ``projects`` and keeps their all-projects views; ``object_storage`` lets every
-    connection read an ``s3://`` lake."""
+    schemas of ``projects`` and, with ``views`` (and some project given), makes the
+    all-projects views unite exactly them: the code location, which knows every project, keeps
+    them; a tool that knows only some (forget) leaves them as they are. ``object_storage``
+    lets every connection read an ``s3://`` lake."""
 
     def __init__(self, path: Path, *, catalog: str | None = None, data_path: str | None = None,
-                 projects: Sequence[Project] = (),
+                 projects: Sequence[Project] = (), views: bool = True,
                  object_storage: ObjectStorage | None = None, lock_timeout_seconds: float = 300.0,
                  memory_limit: str = "224MB", threads: int = 2,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -91,7 +93,8 @@ class Warehouse:
         self.projects = tuple(projects)
         self.schemas: tuple[ProjectSchema, ...] = tuple(
             source(p.source).schema(p) for p in self.projects)
-        self.views = tuple(source(p.source).tables(p) for p in self.projects)
+        self.views = (tuple(source(p.source).tables(p) for p in self.projects)
+                      if views else ())
         self.object_storage = object_storage
         self.lock_timeout_seconds = lock_timeout_seconds
         # Insertion order is meaningless here (rows are found by partition) and keeping it more
@@ -232,6 +235,7 @@ class Warehouse:
                 if applied:
                     log.info("warehouse %s: applied %s migration(s) %s", self.name,
                              schema.schema, applied)
-            project_views.ensure(con, self.views)
+            if self.views:
+                project_views.ensure(con, self.views)
         except migrations.MigrationError as error:
             raise WarehouseError(f"warehouse {self.name}: {error}") from error

@@ -63,7 +63,7 @@ def compact(path: Path, *, projects: Sequence[Project] = (),
     for leftover in _companions(fresh):
         leftover.unlink(missing_ok=True)
     try:
-        with Warehouse(path, projects=projects,
+        with Warehouse(path, projects=projects, views=False,
                        lock_timeout_seconds=lock_timeout_seconds).connect() as con:
             con.execute("CHECKPOINT")
             con.execute(f"ATTACH {sql.literal(str(fresh))} AS {COPY_NAME} (STORAGE_VERSION "

@@ -120,7 +120,7 @@ def forget(warehouse_path: Path, lake_root: Path, ids: Ids, *, scan: str = "ware
         raise ForgetError(f"no project in the lake at {lake_root} keeps ids of the kinds asked "
                           f"for ({', '.join(sorted(ids.kinds()))}); projects found: "
                           f"{', '.join(p.namespace for p in projects) or 'none'}")
-    warehouse = Warehouse(Path(warehouse_path), projects=projects,
+    warehouse = Warehouse(Path(warehouse_path), projects=projects, views=False,
                           lock_timeout_seconds=lock_timeout_seconds)
     report = ForgetReport(request_id=uuid.uuid4().hex, requested_at=datetime.now(UTC), scan=scan,
                           projects=reports)
@@ -214,7 +214,8 @@ def visit(family: Family, duck: duckdb.DuckDBPyConnection, ids: Ids, scan: str) 
 
 def _mark_failed(warehouse: Warehouse, report: ForgetReport) -> None:
     with contextlib.suppress(Exception):  # the original error matters, not this one
-        quick = Warehouse(warehouse.path, projects=warehouse.projects, lock_timeout_seconds=10)
+        quick = Warehouse(warehouse.path, projects=warehouse.projects, views=False,
+                          lock_timeout_seconds=10)
         with quick.connect() as con:
             audit.mark(con, report, audit.FAILED)
 

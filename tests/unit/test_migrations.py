@@ -241,14 +241,18 @@ def test_a_hand_edited_table_is_refused_before_anything_is_written(tmp_path):
 
 
 def test_the_forget_audit_table_has_a_column_for_each_figure_a_request_reports(tmp_path):
-    from dataclasses import fields
-
-    from pipeline.forget import ForgetReport
+    from pipeline.forget.audit import ForgetReport, project_report
+    from pipeline.lake import Lake
+    from pipeline.source import registered
+    from tests.conftest import AMPLITUDE
 
     path, _ = previous_release_warehouse(tmp_path)
     with amplitude_warehouse(path).connect() as con:  # version 5 reaches an upgraded file too
         columns = [row[0] for row in con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE table_name = '_forget_requests' "
-            "ORDER BY column_index").fetchall()]
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'amplitude' AND "
+            "table_name = '_forget_requests' ORDER BY column_index").fetchall()]
         assert con.execute("SELECT count(*) FROM amplitude._forget_requests").fetchone() == (0,)
-    assert columns == [f.name for f in fields(ForgetReport)]
+    families = registered()["amplitude"].user_data(Lake(tmp_path / "lake"), AMPLITUDE)
+    report = ForgetReport("r", datetime.now(UTC), "warehouse",
+                          [project_report(AMPLITUDE, families, {})])
+    assert sorted(columns) == sorted(report.row(report.projects[0]))
