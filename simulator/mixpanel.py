@@ -123,14 +123,15 @@ class _Limits:
             if config.limits_enabled:
                 last_second = sum(1 for t in self.admitted if t > now - 1.0)
                 if self.running >= config.concurrent:
-                    return (f"{self.running}/{config.concurrent} queries running concurrently",
-                            1)
+                    return (f"{self.running}/{config.concurrent} queries running concurrently", 1)
                 if last_second >= config.per_second:
                     return f"{last_second}/{config.per_second} queries in the last second", 1
                 if len(self.admitted) >= config.per_hour:
                     wait = self.admitted[0] + config.hour_seconds - now
-                    return (f"{len(self.admitted) + 1}/{config.per_hour} queries in the last "
-                            "hour", max(1, int(wait + 0.999)))
+                    return (
+                        f"{len(self.admitted) + 1}/{config.per_hour} queries in the last hour",
+                        max(1, int(wait + 0.999)),
+                    )
             self.admitted.append(now)
             self.running += 1
             return None
@@ -143,8 +144,14 @@ class _Limits:
 class MixpanelSimulator:
     """The simulated Mixpanel project's export host. ``start()`` serves it from a thread."""
 
-    def __init__(self, config: MixpanelConfig | None = None, *, port: int = 0,
-                 verbose: bool = False, cache_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        config: MixpanelConfig | None = None,
+        *,
+        port: int = 0,
+        verbose: bool = False,
+        cache_dir: str | Path | None = None,
+    ) -> None:
         self.config = config or MixpanelConfig()
         self.verbose = verbose
         self.errors: list[str] = []
@@ -164,8 +171,9 @@ class MixpanelSimulator:
             if self._server is None:
                 self._stopping.clear()
                 self._server = Server(("127.0.0.1", self._port), self)  # type: ignore[arg-type]
-                self._thread = threading.Thread(target=self._server.serve_forever,
-                                                kwargs={"poll_interval": 0.05}, daemon=True)
+                self._thread = threading.Thread(
+                    target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+                )
                 self._thread.start()
         return self
 
@@ -186,8 +194,12 @@ class MixpanelSimulator:
     def __enter__(self) -> MixpanelSimulator:
         return self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     @property
@@ -216,8 +228,7 @@ class MixpanelSimulator:
         with self._lock:
             self._log.clear()
 
-    def served(self, first: date, last: date, events: frozenset[str] | None = None
-               ) -> list[Served]:
+    def served(self, first: date, last: date, events: frozenset[str] | None = None) -> list[Served]:
         """What an export of ``first..last`` serves now, each with its true UTC instant."""
         return served(self.config, first, last, events)
 
@@ -248,8 +259,9 @@ class MixpanelSimulator:
             if record.end is None:
                 record.end = time.monotonic()
 
-    def _serve(self, handler: Handler, record: RequestRecord, path: str,
-               params: dict[str, str]) -> None:
+    def _serve(
+        self, handler: Handler, record: RequestRecord, path: str, params: dict[str, str]
+    ) -> None:
         config = self.config
         if path != EXPORT_PATH:
             handler.send(record, _error(404, "not found"), None)
@@ -264,8 +276,9 @@ class MixpanelSimulator:
         blocked = self._limits.admit(config, str(config.project_id))
         if blocked is not None:
             message, wait = blocked
-            response = _error(429, f"Query rate limit exceeded for project_id "
-                                   f"{config.project_id}: {message}")
+            response = _error(
+                429, f"Query rate limit exceeded for project_id {config.project_id}: {message}"
+            )
             if config.retry_after_header:
                 response.headers["Retry-After"] = str(wait)
             record.limit = message
@@ -282,13 +295,19 @@ class MixpanelSimulator:
         finally:
             self._limits.release()
 
-    def _answer(self, config: MixpanelConfig, params: dict[str, str], handler: Handler,
-                fault: MixpanelFault | None) -> tuple[Response, float | None]:
+    def _answer(
+        self,
+        config: MixpanelConfig,
+        params: dict[str, str],
+        handler: Handler,
+        fault: MixpanelFault | None,
+    ) -> tuple[Response, float | None]:
         if fault is not None and fault.kind == "status":
             assert fault.code is not None
             headers = {} if fault.retry_after is None else {"Retry-After": fault.retry_after}
-            return Response(fault.code, fault.body, content_type="application/json",
-                            headers=headers), None
+            return Response(
+                fault.code, fault.body, content_type="application/json", headers=headers
+            ), None
         query = _query(params)
         if isinstance(query, Response):
             return query, None
@@ -296,15 +315,28 @@ class MixpanelSimulator:
         wants_gzip = "gzip" in handler.headers.get("Accept-Encoding", "").lower()
         if fault is None or fault.kind == "slow":
             return self._from_disk(config, query, wants_gzip), None
-        lines = [s.line(config, ms=ms) for s in served(config, first, last, events)
-                 if _matches(s, config, where)][:limit]
+        lines = [
+            s.line(config, ms=ms)
+            for s in served(config, first, last, events)
+            if _matches(s, config, where)
+        ][:limit]
         return _faulty(lines, fault, wants_gzip, config.gzip_level)
 
-    def _from_disk(self, config: MixpanelConfig, query: tuple[Any, ...],
-                   wants_gzip: bool) -> Response:
+    def _from_disk(
+        self, config: MixpanelConfig, query: tuple[Any, ...], wants_gzip: bool
+    ) -> Response:
         first, last, events, where, limit, ms = query
-        shape = repr((replace(config, username="", secret="", api_secret=""), first, last,
-                      sorted(events or ()), where, limit, ms))
+        shape = repr(
+            (
+                replace(config, username="", secret="", api_secret=""),
+                first,
+                last,
+                sorted(events or ()),
+                where,
+                limit,
+                ms,
+            )
+        )
         key = hashlib.sha256(shape.encode()).hexdigest()[:20]
         folder = self._folder()
         plain, packed = folder / f"{key}.jsonl", folder / f"{key}.jsonl.gz"
@@ -318,15 +350,21 @@ class MixpanelSimulator:
                             out.write(s.line(config, ms=ms) + b"\n")
                             written += 1
                 staged.rename(plain)
-                with open(plain, "rb") as source, gzip.GzipFile(
-                        staged, "wb", compresslevel=config.gzip_level, mtime=0) as out:
+                with (
+                    open(plain, "rb") as source,
+                    gzip.GzipFile(staged, "wb", compresslevel=config.gzip_level, mtime=0) as out,
+                ):
                     shutil.copyfileobj(source, out, 1 << 20)
                 staged.rename(packed)
         size = plain.stat().st_size
         if wants_gzip and size > GZIP_MIN_BYTES:
-            return Response(200, file=packed, size=packed.stat().st_size,
-                            content_type="text/plain; charset=utf-8",
-                            headers={"Content-Encoding": "gzip"})
+            return Response(
+                200,
+                file=packed,
+                size=packed.stat().st_size,
+                content_type="text/plain; charset=utf-8",
+                headers={"Content-Encoding": "gzip"},
+            )
         return Response(200, file=plain, size=size, content_type="text/plain; charset=utf-8")
 
     def _folder(self) -> Path:
@@ -343,8 +381,9 @@ def _error(status: int, message: str) -> Response:
     return Response(status, body, content_type="application/json")
 
 
-def _authenticate(config: MixpanelConfig, header: str | None,
-                  params: dict[str, str]) -> Response | None:
+def _authenticate(
+    config: MixpanelConfig, header: str | None, params: dict[str, str]
+) -> Response | None:
     creds = credentials(header)
     if creds is None:
         response = _error(401, "Unable to authenticate request")
@@ -353,8 +392,7 @@ def _authenticate(config: MixpanelConfig, header: str | None,
     if creds == (config.username, config.secret):
         project = params.get("project_id")
         if not project:
-            return _error(400, "project_id is required when authenticating with a service "
-                               "account")
+            return _error(400, "project_id is required when authenticating with a service account")
         if project != str(config.project_id):
             return _error(403, f"service account is not a member of project {project}")
         return None
@@ -388,7 +426,7 @@ def _query(params: dict[str, str]) -> tuple[Any, ...] | Response:
     if params.get("where"):
         match = _WHERE.fullmatch(params["where"].strip())
         if match is None:
-            return _error(400, "the simulator supports only where=properties[\"k\"]==\"v\"")
+            return _error(400, 'the simulator supports only where=properties["k"]=="v"')
         where = (match.group(1), match.group(2))
     limit = None
     if params.get("limit"):
@@ -405,8 +443,9 @@ def _matches(s: Served, config: MixpanelConfig, where: tuple[str, str] | None) -
     return str(s.properties.get(where[0], "")) == where[1]
 
 
-def _faulty(lines: list[bytes], fault: MixpanelFault, wants_gzip: bool,
-            level: int) -> tuple[Response, float | None]:
+def _faulty(
+    lines: list[bytes], fault: MixpanelFault, wants_gzip: bool, level: int
+) -> tuple[Response, float | None]:
     """A body with the fault in it, gzip-encoded as asked (``cut_gzip`` always is)."""
     keep = int(len(lines) * fault.fraction)
     plain = b"".join(line + b"\n" for line in lines)
@@ -415,10 +454,10 @@ def _faulty(lines: list[bytes], fault: MixpanelFault, wants_gzip: bool,
     elif fault.kind == "split_line" and lines:
         broken = lines[min(keep, len(lines) - 1)]
         middle = len(broken) // 2
-        lines = [*lines[:keep], broken[:middle], broken[middle:], *lines[keep + 1:]]
+        lines = [*lines[:keep], broken[:middle], broken[middle:], *lines[keep + 1 :]]
         plain = b"".join(line + b"\n" for line in lines)
     elif fault.kind == "no_final_newline" and lines:
-        plain = plain[:-1 - len(lines[-1]) // 2]
+        plain = plain[: -1 - len(lines[-1]) // 2]
     headers = {}
     if fault.kind == "cut_gzip":
         packer = zlib.compressobj(level, zlib.DEFLATED, 31)
@@ -433,6 +472,5 @@ def _faulty(lines: list[bytes], fault: MixpanelFault, wants_gzip: bool,
     response = Response(200, body, content_type="text/plain; charset=utf-8", headers=headers)
     if fault.kind == "chunked":
         size = max(1, fault.size)
-        response.stream = iter([body[i:i + size] for i in range(0, len(body), size)])
+        response.stream = iter([body[i : i + size] for i in range(0, len(body), size)])
     return response, fault.fraction if fault.kind == "cut_body" else None
-

@@ -28,8 +28,12 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 EVENTS = ("Page Viewed", "Signed Up", "Song Played", "Added to Cart", "Purchase", "Searched")
 BROWSERS = ("Chrome", "Firefox", "Safari", "Edge")
 OSES = ("Windows", "Mac OS X", "Linux", "iOS", "Android")
-CITIES = (("San Francisco", "California", "US"), ("Berlin", "Berlin", "DE"),
-          ("São Paulo", "São Paulo", "BR"), ("Mumbai", "Maharashtra", "IN"))
+CITIES = (
+    ("San Francisco", "California", "US"),
+    ("Berlin", "Berlin", "DE"),
+    ("São Paulo", "São Paulo", "BR"),
+    ("Mumbai", "Maharashtra", "IN"),
+)
 
 
 @dataclass(frozen=True)
@@ -113,17 +117,26 @@ class Served:
         return self.utc.replace(microsecond=0)
 
     def line(self, config: MixpanelConfig, *, ms: bool) -> bytes:
-        properties = {"time": self.time_value(config, ms=ms), "distinct_id": self.distinct_id,
-                      "$insert_id": self.insert_id, "mp_processing_time_ms": self.processing_ms,
-                      **self.properties}
-        return json.dumps({"event": self.event, "properties": properties},
-                          ensure_ascii=False, separators=(",", ":")).encode()
+        properties = {
+            "time": self.time_value(config, ms=ms),
+            "distinct_id": self.distinct_id,
+            "$insert_id": self.insert_id,
+            "mp_processing_time_ms": self.processing_ms,
+            **self.properties,
+        }
+        return json.dumps(
+            {"event": self.event, "properties": properties},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode()
 
 
 def day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
     """A day's [start, end) in UTC (23 to 25 hours)."""
+
     def start(d: date) -> datetime:
         return datetime.combine(d, time(0), tzinfo=zone).astimezone(UTC)
+
     return start(day), start(day + timedelta(days=1))
 
 
@@ -134,12 +147,19 @@ def _ms(at: datetime) -> int:
 def _properties(rng: random.Random, user: int) -> dict[str, object]:
     city, region, country = rng.choice(CITIES)
     props: dict[str, object] = {
-        "$browser": rng.choice(BROWSERS), "$browser_version": rng.randint(100, 130),
-        "$os": rng.choice(OSES), "$device_id": f"dev-{user:05d}", "$city": city,
-        "$region": region, "mp_country_code": country,
+        "$browser": rng.choice(BROWSERS),
+        "$browser_version": rng.randint(100, 130),
+        "$os": rng.choice(OSES),
+        "$device_id": f"dev-{user:05d}",
+        "$city": city,
+        "$region": region,
+        "mp_country_code": country,
         "$current_url": f"https://example.com/p/{rng.randint(1, 50)}",
-        "$screen_height": rng.choice((768, 900, 1080)), "$screen_width": 1920,
-        "mp_lib": "web", "$lib_version": "2.55.1", "plan": rng.choice(("free", "pro")),
+        "$screen_height": rng.choice((768, 900, 1080)),
+        "$screen_width": 1920,
+        "mp_lib": "web",
+        "$lib_version": "2.55.1",
+        "plan": rng.choice(("free", "pro")),
         "cart": {"items": rng.randint(0, 5), "tags": ["a", "b"]},
     }
     if user % 3 == 0:
@@ -165,13 +185,29 @@ def day_events(config: MixpanelConfig, day: date) -> list[Served]:
         late = config.late_every and i % config.late_every == config.late_every - 1
         delay = 2 * 86_400_000 if late else rng.randint(200, 90_000)
         insert_id = hashlib.sha1(f"{config.seed}:{day}:{i}".encode()).hexdigest()[:24]
-        event = Served(rng.choice(EVENTS), f"u{user}", insert_id, at, _ms(at) + delay,
-                       _properties(rng, user), "late" if late else "event")
+        event = Served(
+            rng.choice(EVENTS),
+            f"u{user}",
+            insert_id,
+            at,
+            _ms(at) + delay,
+            _properties(rng, user),
+            "late" if late else "event",
+        )
         served.append(event)
         if not late and config.duplicate_every and i % config.duplicate_every == 3:
             changed = dict(event.properties, **{"$lib_version": "2.55.2"})
-            served.append(Served(event.event, event.distinct_id, insert_id, at,
-                                 event.processing_ms + 1_800_000, changed, "duplicate"))
+            served.append(
+                Served(
+                    event.event,
+                    event.distinct_id,
+                    insert_id,
+                    at,
+                    event.processing_ms + 1_800_000,
+                    changed,
+                    "duplicate",
+                )
+            )
     served.extend(_dst_events(config, day, rng))
     served.sort(key=lambda s: (s.time_value(config, ms=True), s.processing_ms))
     return served
@@ -192,30 +228,49 @@ def _dst_events(config: MixpanelConfig, day: date, rng: random.Random) -> Iterat
     change = probe.replace(minute=0, second=0, microsecond=0)
     if after < before:  # clocks go back: the hour before `change` repeats after it
         jump = before - after
-        for n, (minutes, delay, kind) in enumerate(((30, 60_000, "repeated_hour"),
-                                                     (45, 3 * 3_600_000, "repeated_hour_late"))):
+        for n, (minutes, delay, kind) in enumerate(
+            ((30, 60_000, "repeated_hour"), (45, 3 * 3_600_000, "repeated_hour_late"))
+        ):
             first = change - jump + timedelta(minutes=minutes, milliseconds=n * 7)
             second = first + jump
             for at, wait, k in ((first, delay, kind), (second, 90_000, "repeated_hour")):
-                yield Served("Song Played", f"dst{n}", f"dst-{day}-{n}-{_ms(at)}", at,
-                             _ms(at) + wait, _properties(rng, 1), k)
+                yield Served(
+                    "Song Played",
+                    f"dst{n}",
+                    f"dst-{day}-{n}-{_ms(at)}",
+                    at,
+                    _ms(at) + wait,
+                    _properties(rng, 1),
+                    k,
+                )
     else:
         for n in range(config.gap_readings):
             wall = change.astimezone(zone).replace(tzinfo=None)
             wall = wall - (after - before) + timedelta(minutes=10 + 7 * n)  # inside the gap
             true = wall.replace(tzinfo=UTC) - before
-            yield Served("Searched", f"gap{n}", f"gap-{day}-{n}", true, _ms(true) + 5_000,
-                         _properties(rng, 2), "gap", local_wall=wall)
+            yield Served(
+                "Searched",
+                f"gap{n}",
+                f"gap-{day}-{n}",
+                true,
+                _ms(true) + 5_000,
+                _properties(rng, 2),
+                "gap",
+                local_wall=wall,
+            )
 
 
-def served(config: MixpanelConfig, first: date, last: date,
-           events: frozenset[str] | None = None) -> list[Served]:
+def served(
+    config: MixpanelConfig, first: date, last: date, events: frozenset[str] | None = None
+) -> list[Served]:
     """What an export of ``first..last`` serves now (late events only once they arrived)."""
     out = []
     day = first
     while day <= last:
-        out.extend(s for s in day_events(config, day)
-                   if (config.late_arrived or s.kind != "late")
-                   and (events is None or s.event in events))
+        out.extend(
+            s
+            for s in day_events(config, day)
+            if (config.late_arrived or s.kind != "late") and (events is None or s.event in events)
+        )
         day += timedelta(days=1)
     return out

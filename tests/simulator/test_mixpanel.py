@@ -28,11 +28,19 @@ def sim() -> Iterator[MixpanelSimulator]:
 
 def export(sim, day=FALL, last=None, *, auth=None, encoding="identity", **params):
     config = sim.config
-    query = {"from_date": str(day), "to_date": str(last or day),
-             "project_id": str(config.project_id), **params}
-    return httpx.get(f"{sim.url}{EXPORT_PATH}", params=query,
-                     auth=auth or (config.username, config.secret),
-                     headers={"Accept-Encoding": encoding}, timeout=10)
+    query = {
+        "from_date": str(day),
+        "to_date": str(last or day),
+        "project_id": str(config.project_id),
+        **params,
+    }
+    return httpx.get(
+        f"{sim.url}{EXPORT_PATH}",
+        params=query,
+        auth=auth or (config.username, config.secret),
+        headers={"Accept-Encoding": encoding},
+        timeout=10,
+    )
 
 
 def records(response):
@@ -93,8 +101,10 @@ def test_late_events_arrive_with_the_switch(sim):
 
 
 def test_duplicates_share_the_key_and_differ_in_processing_time(sim):
-    keyed = Counter((s.event, s.distinct_id, s.insert_id, s.time_value(sim.config, ms=False))
-                    for s in sim.served(FALL, FALL))
+    keyed = Counter(
+        (s.event, s.distinct_id, s.insert_id, s.time_value(sim.config, ms=False))
+        for s in sim.served(FALL, FALL)
+    )
     assert max(keyed.values()) == 2
 
 
@@ -120,47 +130,67 @@ def test_event_and_where_filters(sim):
     assert export(sim, where="properties.os = 1").status_code == 400
 
 
-@pytest.mark.parametrize("auth, params, status", [
-    (("nobody", "nothing"), {}, 401),
-    (("sim-sa.4f2c1e.mp-service-account", "wrong"), {}, 401),
-    (None, {"project_id": ""}, 400),
-    (None, {"project_id": "1"}, 403),
-    (("sim-project-secret-51ab", ""), {"project_id": ""}, 200),
-    (None, {"from_date": "2026-11-02"}, 400),
-    (None, {"to_date": "11/01/2026"}, 400),
-    (None, {"limit": "100001"}, 400),
-])
+@pytest.mark.parametrize(
+    "auth, params, status",
+    [
+        (("nobody", "nothing"), {}, 401),
+        (("sim-sa.4f2c1e.mp-service-account", "wrong"), {}, 401),
+        (None, {"project_id": ""}, 400),
+        (None, {"project_id": "1"}, 403),
+        (("sim-project-secret-51ab", ""), {"project_id": ""}, 200),
+        (None, {"from_date": "2026-11-02"}, 400),
+        (None, {"to_date": "11/01/2026"}, 400),
+        (None, {"limit": "100001"}, 400),
+    ],
+)
 def test_auth_and_parameters(sim, auth, params, status):
     assert export(sim, auth=auth, **params).status_code == status
 
 
 def test_no_auth_is_401(sim):
-    response = httpx.get(f"{sim.url}{EXPORT_PATH}", params={"from_date": "2026-11-01",
-                                                            "to_date": "2026-11-01"})
+    response = httpx.get(
+        f"{sim.url}{EXPORT_PATH}", params={"from_date": "2026-11-01", "to_date": "2026-11-01"}
+    )
     assert response.status_code == 401 and "www-authenticate" in response.headers
 
 
 def test_faults_change_the_body_as_described(sim):
-    sim.inject(MixpanelFault.terminated_early(), MixpanelFault.split_line(),
-               MixpanelFault.no_final_newline(), MixpanelFault.status(503))
+    sim.inject(
+        MixpanelFault.terminated_early(),
+        MixpanelFault.split_line(),
+        MixpanelFault.no_final_newline(),
+        MixpanelFault.status(503),
+    )
     assert export(sim).text.endswith("}\nterminated early\n")
     split = export(sim).text.splitlines()
     assert len(split) == len(sim.served(FALL, FALL)) + 1
     assert not export(sim).text.endswith("\n")
     assert export(sim).status_code == 503
     sim.inject(MixpanelFault.cut_gzip())
-    raw = httpx.get(f"{sim.url}{EXPORT_PATH}", params={"from_date": "2026-11-01",
-                    "to_date": "2026-11-01", "project_id": str(sim.config.project_id)},
-                    auth=(sim.config.username, sim.config.secret)).headers
+    raw = httpx.get(
+        f"{sim.url}{EXPORT_PATH}",
+        params={
+            "from_date": "2026-11-01",
+            "to_date": "2026-11-01",
+            "project_id": str(sim.config.project_id),
+        },
+        auth=(sim.config.username, sim.config.secret),
+    ).headers
     assert raw["content-encoding"] == "gzip"
 
 
 def test_a_cut_gzip_ends_at_a_line_without_its_trailer(sim):
     sim.inject(MixpanelFault.cut_gzip())
-    with httpx.stream("GET", f"{sim.url}{EXPORT_PATH}", params={
-            "from_date": "2026-11-01", "to_date": "2026-11-01",
-            "project_id": str(sim.config.project_id)},
-            auth=(sim.config.username, sim.config.secret)) as response:
+    with httpx.stream(
+        "GET",
+        f"{sim.url}{EXPORT_PATH}",
+        params={
+            "from_date": "2026-11-01",
+            "to_date": "2026-11-01",
+            "project_id": str(sim.config.project_id),
+        },
+        auth=(sim.config.username, sim.config.secret),
+    ) as response:
         body = b"".join(response.iter_raw())
     assert int(response.headers["content-length"]) == len(body)
     with pytest.raises(EOFError):
@@ -185,10 +215,13 @@ def test_three_a_second():
 
 
 def test_the_simulator_imports_nothing_from_pipeline():
-    code = ("import sys, simulator.mixpanel, simulator.mixpanel_data; "
-            "print([m for m in sys.modules if m.split('.')[0] == 'pipeline'])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    code = (
+        "import sys, simulator.mixpanel, simulator.mixpanel_data; "
+        "print([m for m in sys.modules if m.split('.')[0] == 'pipeline'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "[]"
 
 
@@ -200,4 +233,5 @@ def test_expected_instants_come_from_the_generator_not_the_rule(sim):
     assert sim.served(FALL, FALL)[0].utc >= datetime(2026, 11, 1, 7, tzinfo=UTC)
     assert sim.served(FALL, FALL)[-1].utc < datetime(2026, 11, 2, 8, tzinfo=UTC)
     assert timedelta(hours=25) == datetime(2026, 11, 2, 8, tzinfo=UTC) - datetime(
-        2026, 11, 1, 7, tzinfo=UTC)
+        2026, 11, 1, 7, tzinfo=UTC
+    )
