@@ -3,6 +3,9 @@
 ``--first-hour``/``--last-hour`` (``YYYYMMDDTHH``, UTC) bound the project, which the Dashboard
 counts need; ``--timezone`` is the project's zone.
 
+``--merge-share F`` merges that share of the users (``merges``; needs the bounded span),
+within organization ``--org-id``.
+
 ``--bench N`` instead builds one archive of an hour holding N events and reports the speed
 (``--bench N --lines-only``: only the event generation, without gzip and zip).
 """
@@ -39,6 +42,8 @@ def _config(
         first_hour=args.first_hour,
         last_hour=args.last_hour,
         timezone=args.timezone,
+        merge_share=args.merge_share,
+        org_id=args.org_id,
     )
 
 
@@ -71,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-hour", type=_hour, default=None, help="YYYYMMDDTHH (UTC)")
     parser.add_argument("--last-hour", type=_hour, default=None, help="YYYYMMDDTHH (UTC)")
     parser.add_argument("--timezone", default=defaults.timezone, help="the project's zone")
+    parser.add_argument("--merge-share", type=float, default=0.0, help="users merged (0..1)")
+    parser.add_argument("--org-id", type=int, default=defaults.org_id)
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     parser.add_argument("--bench", type=int, metavar="N", help="time building an N-event hour")
     parser.add_argument("--lines-only", action="store_true", help="--bench without gzip and zip")

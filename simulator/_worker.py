@@ -18,6 +18,7 @@ if __name__ == "__main__":
     out = sys.stdout.buffer
     for line in sys.stdin.buffer:
         job = json.loads(line)
+        switches = job.get("switches")
         data = generator.gzip_member(
             generator.MemberJob(
                 project_id=job["project_id"],
@@ -27,6 +28,7 @@ if __name__ == "__main__":
                 seed=job["seed"],
                 profile=generator.HourProfile(**job["profile"]),
                 gzip_level=job["gzip_level"],
+                switches=None if switches is None else generator.IdSwitches.from_rows(switches),
             )
         )
         out.write(len(data).to_bytes(8, "big"))

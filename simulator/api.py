@@ -1,4 +1,5 @@
-"""Routing for the Amplitude endpoints besides the export: cohorts, taxonomy, Dashboard REST.
+"""Routing for the Amplitude endpoints besides the export: cohorts, taxonomy, Dashboard REST
+(with the chart annotations and their categories, ``annotations``).
 
 Every one of them, as the export: HTTP Basic auth with the project's key and secret (none or
 garbled: 401; wrong: 403 "Invalid API Key"); GET (or HEAD) only, else 405. Then, in order: the
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from simulator.annotations import Annotations
 from simulator.cohorts import CohortService
 from simulator.dashboard import Dashboard, segmentation_cost
 from simulator.limits import (
@@ -64,9 +66,15 @@ ROUTES = tuple(
         ("users", r"/api/2/users", DASHBOARD_GROUPS),
         ("segmentation", r"/api/2/events/segmentation", DASHBOARD_GROUPS),
         ("events_list", r"/api/2/events/list", DASHBOARD_GROUPS),
+        ("annotations", r"/api/3/annotations", DASHBOARD_GROUPS),
+        ("annotation", r"/api/3/annotations/([^/]+)", DASHBOARD_GROUPS),
+        ("annotation_categories", r"/api/3/annotation-categories", DASHBOARD_GROUPS),
+        ("annotation_category", r"/api/3/annotation-categories/([^/]+)", DASHBOARD_GROUPS),
         ("taxonomy_event", r"/api/2/taxonomy/event", TAXONOMY_GROUPS),
         ("taxonomy_event_property", r"/api/2/taxonomy/event-property", TAXONOMY_GROUPS),
         ("taxonomy_user_property", r"/api/2/taxonomy/user-property", TAXONOMY_GROUPS),
+        ("taxonomy_categories", r"/api/2/taxonomy/category", TAXONOMY_GROUPS),
+        ("taxonomy_category", r"/api/2/taxonomy/category/([^/]+)", TAXONOMY_GROUPS),
     )
 )
 
@@ -80,6 +88,7 @@ class Api:
         self.cohorts = CohortService(sim)
         self.dashboard = Dashboard(sim)
         self.taxonomy = Taxonomy(sim)
+        self.annotations = Annotations(sim)
 
     @property
     def config(self) -> Any:
@@ -168,6 +177,18 @@ class Api:
             return self.dashboard.segmentation(query)
         if name == "events_list":
             return self.dashboard.events_list()
+        if name == "annotations":
+            return self.annotations.listing(query)
+        if name == "annotation":
+            return self.annotations.one(args[0])
+        if name == "annotation_categories":
+            return self.annotations.categories(query)
+        if name == "annotation_category":
+            return self.annotations.category(args[0])
+        if name == "taxonomy_categories":
+            return self.taxonomy.categories()
+        if name == "taxonomy_category":
+            return self.taxonomy.category(args[0])
         if name == "taxonomy_event":
             return self.taxonomy.events(deleted)
         if name == "taxonomy_event_property":

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from simulator.config import SimulatorConfig
 from simulator.generator import MemberJob, gzip_member, utc_hour
+from simulator.merges import switches_for
 
 HOUR = timedelta(hours=1)
 _WORKER = Path(__file__).with_name("_worker.py")
@@ -100,6 +101,7 @@ def _job(config: SimulatorConfig, member: Member) -> MemberJob:
         config.seed,
         config.profile,
         config.gzip_level,
+        switches_for(config),
     )
 
 
@@ -136,6 +138,8 @@ class MemberWorkers:
                 "profile": dataclasses.asdict(job.profile),
                 "gzip_level": job.gzip_level,
             }
+            if job.switches:
+                spec["switches"] = job.switches.rows()
             stdin = self.procs[k % n].stdin
             assert stdin is not None
             stdin.write(json.dumps(spec).encode() + b"\n")

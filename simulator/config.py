@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from simulator.annotations import DEFAULT_ANNOTATION_CATEGORIES, Annotation, AnnotationCategory
 from simulator.cohort_defs import DEFAULT_COHORTS, Cohort
 from simulator.generator import HourProfile, hour_index, utc_hour
 from simulator.limits import RateLimits
@@ -41,6 +42,13 @@ class SimulatorConfig:
     after issue (0 or less: already expired) and, with ``storage_link_single_use``, after their
     first download. ``cohort_content_encoding`` sends the gzip with ``Content-Encoding: gzip``
     (else as plain ``application/gzip`` bytes, which clients must recognise by the magic number).
+
+    Merges (``merges``): ``merge_share`` of the users (0: none, and every line is as before)
+    start anonymous and are merged into their original id inside the span, which must then be
+    bounded; the rows' ``scope`` is ``-org_id``. The Dashboard counts count canonical users.
+
+    Annotations (``annotations``): ``annotation_categories`` and ``annotations`` (None: a few
+    generated inside the span).
 
     A test may replace ``sim.config`` while the simulator runs: what is read per request (auth,
     modes, polls, link expiry, latency, the taxonomy switch) follows; ``limits`` and ``cohorts``
@@ -80,6 +88,12 @@ class SimulatorConfig:
     cohort_content_encoding: bool = True
     storage_link_ttl_seconds: float = 60.0
     storage_link_single_use: bool = False
+    # merged users (Amplitude's identity merges) and the organization they are scoped to
+    merge_share: float = 0.0
+    org_id: int = 100_438
+    # chart annotations (Dashboard REST v3)
+    annotation_categories: tuple[AnnotationCategory, ...] = DEFAULT_ANNOTATION_CATEGORIES
+    annotations: tuple[Annotation, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.events_per_member < 1:
@@ -95,6 +109,10 @@ class SimulatorConfig:
                 raise ValueError("first_hour must not be after last_hour")
         object.__setattr__(self, "_span_index", span)
         ZoneInfo(self.timezone)  # fails early on a zone that does not exist
+        if not 0.0 <= self.merge_share <= 1.0:
+            raise ValueError("merge_share must be between 0 and 1")
+        if self.merge_share and span is None:
+            raise ValueError("merges happen inside the span: set first_hour and last_hour")
         ids = [c.id for c in self.cohorts]
         if len(set(ids)) != len(ids):
             raise ValueError("cohort ids must be unique")

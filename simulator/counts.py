@@ -8,10 +8,13 @@ ever, inactive events included; the Dashboard REST API dates everything in the p
 
 - a day ``D`` is a calendar date in the project's ``timezone`` (zoneinfo, DST included): an event
   is on ``D`` when its ``event_time`` (UTC in the export) converted to that zone falls on ``D``;
+- **users** are canonical: with merges (``SimulatorConfig.merge_share``), an ``amplitude_id``
+  counts as the original id it was merged into (chains followed), so a merged user counts once
+  a day, as Amplitude counts them;
 - **active users** on ``D``: distinct ``amplitude_id`` with at least one event on ``D`` whose
   ``event_type`` is not in ``inactive_event_types`` (by default no type is inactive, so: with any
   event on ``D``);
-- **new users** on ``D``: distinct ``amplitude_id`` whose earliest ``event_time`` over the whole
+- **new users** on ``D``: distinct (canonical) users whose earliest ``event_time`` over the whole
   span (any event type, inactive ones included) is on ``D``;
 - **totals** on ``D`` (``events/segmentation``, ``m=totals``, ``_all``): the number of events on
   ``D``; for one event type, those of that type; ``_active``: those not of an inactive type;
@@ -39,6 +42,7 @@ from zoneinfo import ZoneInfo
 
 from simulator import generator
 from simulator.archive import hours
+from simulator.merges import plan_for
 
 _AID, _TIME, _TYPE = '"amplitude_id": ', '"event_time": "', '"event_type": "'
 
@@ -106,13 +110,19 @@ def compute(config: Any) -> DailyCounts:
     minutes: dict[str, tuple[int, date]] = {}  # "YYYY-MM-DD HH:MM" -> (epoch µs, local date)
     first: dict[int, tuple[int, date]] = {}
     interned: dict[int, int] = {}
+    plan = plan_for(config)
+    switches = None if plan is None else plan.switches
+    canonical = {} if plan is None else plan.canonical
     for hour in hours(*span):
         count = config.hour_count(hour)
         if not count:
             continue
-        lines = generator.hour_lines(config.project_id, hour, count, config.seed, config.profile)
+        lines = generator.hour_lines(
+            config.project_id, hour, count, config.seed, config.profile, switches=switches
+        )
         for line in lines:
             amplitude_id, event_time, event_type = line_fields(line)
+            amplitude_id = canonical.get(amplitude_id, amplitude_id)
             amplitude_id = interned.setdefault(amplitude_id, amplitude_id)
             key = event_time[:16]
             minute = minutes.get(key)

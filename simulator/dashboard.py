@@ -14,6 +14,9 @@
   week": the 7 project-zone days ending on the span's last day; ``totals_delta`` is that minus
   the 7 days before.
 
+Users are canonical (``counts``): with merges, a merged user's ids count as one user, its
+original id, on each day it has events; it is new on the day of its first event.
+
 Beyond ``data`` the chart answers carry the bookkeeping fields Amplitude adds (``timeComputed``,
 ``wasCached``, ``novaCost``...), which clients must ignore. What the simulator does not compute
 it refuses with 400 rather than answer wrongly: intervals other than daily (``i=1``), segments

@@ -39,6 +39,8 @@ def fingerprint(config: SimulatorConfig) -> str:
     )
     if config.span is not None:  # only then, so unbounded projects keep their old names
         shape += (tuple(generator.hour_index(h) for h in config.span),)
+    if config.merge_share:  # likewise: without merges, the names of before
+        shape += (("merges", config.merge_share, config.org_id),)
     return hashlib.sha256(repr(shape).encode()).hexdigest()[:20]
 
 

@@ -14,6 +14,10 @@ generated on its own, in another process, and still give exactly the same bytes.
 
 The same (project, hour, seed, profile) always yields the same bytes; ``uuid`` is a bijection of
 (project, seed, hour, index), so it is unique per event, never just "probably unique".
+
+Merged users (``IdSwitches``, planned by ``merges``): a few users' events carry other
+``amplitude_id`` values until given instants of ``server_upload_time``; nothing else in their lines
+changes. Without switches (the default) the bytes are exactly those of before.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import functools
 import json
 import random
 import zlib
-from collections.abc import Iterator
+from bisect import bisect_right
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -391,6 +396,70 @@ def _uuid_from(x: int) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------------
+# Merged users: other amplitude_ids until given instants.
+
+
+class IdSwitches:
+    """Users (by generator number) whose events carry other ``amplitude_id`` values over time:
+    ``ids[k]`` while ``server_upload_time`` (epoch ms) is before ``instants[k]``, the last id (the
+    user's own) from ``instants[-1]`` on. Picklable; ``rows()``/``from_rows`` give plain lists
+    for the worker processes' JSON."""
+
+    __slots__ = ("by_user",)
+
+    def __init__(self, by_user: Mapping[int, tuple[Sequence[int], Sequence[int]]]) -> None:
+        table: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        for user, (ids, instants) in by_user.items():
+            if len(ids) != len(instants) + 1 or list(instants) != sorted(instants):
+                raise ValueError("one id more than instants, instants in order")
+            table[int(user)] = (tuple(ids), tuple(instants))
+        self.by_user = table
+
+    def __bool__(self) -> bool:
+        return bool(self.by_user)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IdSwitches) and other.by_user == self.by_user
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self.by_user.items())))
+
+    def __getstate__(self) -> dict[int, tuple[tuple[int, ...], tuple[int, ...]]]:
+        return self.by_user
+
+    def __setstate__(self, state: dict[int, tuple[tuple[int, ...], tuple[int, ...]]]) -> None:
+        self.by_user = state
+
+    def rows(self) -> list[tuple[int, list[int], list[int]]]:
+        return [(u, list(ids), list(at)) for u, (ids, at) in sorted(self.by_user.items())]
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[tuple[int, Sequence[int], Sequence[int]]]) -> IdSwitches:
+        return cls({int(user): (ids, at) for user, ids, at in rows})
+
+
+_SWITCHED_HEADS: dict[tuple[int, int, int, int], bytes] = {}
+
+
+def _switched_head(
+    project_id: int, seed: int, u: int, user: _User, entry: tuple[tuple[int, ...], ...], at: int
+) -> bytes:
+    """The head of user ``u``'s line uploaded at ``at`` (epoch ms): with the id of that time."""
+    ids, instants = entry
+    k = bisect_right(instants, at)
+    if k == len(instants):
+        return user.head
+    key = (project_id, seed, u, ids[k])
+    head = _SWITCHED_HEADS.get(key)
+    if head is None:
+        if len(_SWITCHED_HEADS) >= 100_000:
+            _SWITCHED_HEADS.clear()
+        rest = user.head[user.head.index(b', "app": ') :]
+        head = _SWITCHED_HEADS[key] = b'"amplitude_id": %d%s' % (ids[k], rest)
+    return head
+
+
+# ---------------------------------------------------------------------------------------------
 # Lines.
 
 _LINE = (
@@ -408,9 +477,17 @@ _ZZ = b', "zz_new_field": {"introduced": "later", "n": %d}'
 
 
 def _block_lines(
-    project_id: int, hour: int, block: int, lo: int, hi: int, seed: int, profile: HourProfile
+    project_id: int,
+    hour: int,
+    block: int,
+    lo: int,
+    hi: int,
+    seed: int,
+    profile: HourProfile,
+    switches: IdSwitches | None = None,
 ) -> list[bytes]:
     """Lines ``lo..hi-1`` (all inside ``block``) of upload hour ``hour`` (hours since epoch)."""
+    switched = switches.by_user if switches else None
     rng = random.Random(_stream_seed(project_id, seed, hour, block))
     rand = rng.random
     bits = rng.getrandbits
@@ -429,6 +506,11 @@ def _block_lines(
         if user is None:
             user = users[u] = _make_user(project_id, seed, u)
         upload = hour_ms + int(rand() * _HOUR_MS)
+        head = user.head
+        if switched is not None:
+            entry = switched.get(u)
+            if entry is not None:
+                head = _switched_head(project_id, seed, u, user, entry, upload)
         received = upload - int(rand() * 900)
         late = rand()
         if late < 0.05:
@@ -486,7 +568,7 @@ def _block_lines(
             % (
                 insert_id,
                 attribution,
-                user.head,
+                head,
                 ts(client_event, (w & 255) < 5),
                 ts(received - latency + skew, ((w >> 8) & 255) < 5),
                 user.country,
@@ -521,14 +603,20 @@ def _block_lines(
 
 
 def _chunks(
-    project_id: int, hour: int, start: int, stop: int, seed: int, profile: HourProfile
+    project_id: int,
+    hour: int,
+    start: int,
+    stop: int,
+    seed: int,
+    profile: HourProfile,
+    switches: IdSwitches | None = None,
 ) -> Iterator[list[bytes]]:
     if stop > MAX_HOUR_EVENTS:
         raise ValueError(f"at most {MAX_HOUR_EVENTS} events per hour (uuid uniqueness)")
     for block in range(start // BLOCK_EVENTS, -(-stop // BLOCK_EVENTS)):
         lo = max(start, block * BLOCK_EVENTS)
         hi = min(stop, (block + 1) * BLOCK_EVENTS)
-        yield _block_lines(project_id, hour, block, lo, hi, seed, profile)
+        yield _block_lines(project_id, hour, block, lo, hi, seed, profile, switches)
 
 
 def hour_lines(
@@ -540,11 +628,14 @@ def hour_lines(
     *,
     start: int = 0,
     stop: int | None = None,
+    switches: IdSwitches | None = None,
 ) -> Iterator[bytes]:
     """The NDJSON lines (each ending in a newline) of events ``start..stop-1`` of an upload hour
-    holding ``count`` events. Any slice equals the same slice of the whole hour."""
+    holding ``count`` events. Any slice equals the same slice of the whole hour. ``switches``:
+    the merged users' earlier ids (``merges``)."""
     stop = count if stop is None else min(stop, count)
-    for chunk in _chunks(project_id, hour_index(upload_hour), start, stop, seed, profile):
+    hour = hour_index(upload_hour)
+    for chunk in _chunks(project_id, hour, start, stop, seed, profile, switches):
         yield from chunk
 
 
@@ -555,12 +646,12 @@ def hour_text(
     stop: int,
     seed: int = 0,
     profile: HourProfile = HourProfile(),
+    switches: IdSwitches | None = None,
 ) -> bytes:
     """Events ``start..stop-1`` of an upload hour as one NDJSON byte string."""
     hour = hour_index(upload_hour)
-    return b"".join(
-        b"".join(chunk) for chunk in _chunks(project_id, hour, start, stop, seed, profile)
-    )
+    chunks = _chunks(project_id, hour, start, stop, seed, profile, switches)
+    return b"".join(b"".join(chunk) for chunk in chunks)
 
 
 @dataclass(frozen=True)
@@ -574,15 +665,14 @@ class MemberJob:
     seed: int = 0
     profile: HourProfile = HourProfile()
     gzip_level: int = 1
+    switches: IdSwitches | None = None
 
 
 def gzip_member(job: MemberJob) -> bytes:
     """The gzip file (mtime 0, no file name, so deterministic) of one member's NDJSON."""
     compressor = zlib.compressobj(job.gzip_level, zlib.DEFLATED, 31)
     hour = hour_index(job.upload_hour)
-    parts = [
-        compressor.compress(b"".join(chunk))
-        for chunk in _chunks(job.project_id, hour, job.start, job.stop, job.seed, job.profile)
-    ]
+    chunks = _chunks(job.project_id, hour, job.start, job.stop, job.seed, job.profile, job.switches)
+    parts = [compressor.compress(b"".join(chunk)) for chunk in chunks]
     parts.append(compressor.flush())
     return b"".join(parts)

@@ -39,6 +39,7 @@ from simulator.config import SimulatorConfig
 from simulator.counts import DailyCounts
 from simulator.exports import TOO_LARGE, ArchiveCache
 from simulator.faults import ARCHIVE_KINDS, HTTP_KINDS, Fault
+from simulator.merges import MergePlan, plan_for
 from simulator.protocol import (
     EXPORT_PATH,
     MSG_NO_DATA,
@@ -210,9 +211,35 @@ class Simulator:
         return self.config.hour_count(hour)
 
     def hour_lines(self, hour: datetime) -> Iterator[bytes]:
-        """The NDJSON lines served for that upload hour, in served order."""
+        """The NDJSON lines served for that upload hour, in served order (with the merged
+        users' ids of that time)."""
         c = self.config
-        return generator.hour_lines(c.project_id, hour, c.hour_count(hour), c.seed, c.profile)
+        plan = plan_for(c)
+        switches = None if plan is None else plan.switches
+        count = c.hour_count(hour)
+        return generator.hour_lines(c.project_id, hour, count, c.seed, c.profile, switches=switches)
+
+    # -- merged users (``merges``) -----------------------------------------------------------
+
+    def merge_plan(self) -> MergePlan | None:
+        """Every merge of the project (None with ``merge_share`` 0)."""
+        return plan_for(self.config)
+
+    def merges(self) -> list[dict[str, int]]:
+        """The merge rows (``scope``, ``merge_time``, ``merge_server_time``, ``amplitude_id``,
+        ``merged_amplitude_id``), by ``merge_server_time``; empty without merges."""
+        plan = plan_for(self.config)
+        return [] if plan is None else plan.rows()
+
+    def canonical_id(self, amplitude_id: int) -> int:
+        """The original id of the user ``amplitude_id`` belongs to (chains followed)."""
+        plan = plan_for(self.config)
+        return amplitude_id if plan is None else plan.canonical_id(amplitude_id)
+
+    def canonical_ids(self) -> dict[int, int]:
+        """Every merged id (anonymous ones and originals) -> its original id."""
+        plan = plan_for(self.config)
+        return {} if plan is None else dict(plan.canonical)
 
     def window_count(self, start: datetime, end: datetime) -> int:
         """Events in the export of ``start..end`` (both included)."""

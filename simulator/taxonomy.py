@@ -12,6 +12,9 @@ events can be joined): ``{"success": true, "data": [...]}``, errors ``{"success"
   (``event_type`` ""): ``path``, ``count``..., ``Path`` and the ``wide_prop_*`` of wide events.
 - ``GET /api/2/taxonomy/user-property``: the built-ins (``amplitude_id``, ``device_id``,
   ``country``...) and the custom ones with their ``gp:`` prefix.
+- ``GET /api/2/taxonomy/category``: ``[{"id", "name"}]``, the categories the event types are
+  filed under (``Deprecated`` for the deleted ones), so ``category.name`` of an event type
+  joins it; ``/api/2/taxonomy/category/{name}`` one, else 400 "Not found" (as the docs show).
 
 ``showDeleted=true`` adds entries deleted from the plan, which never occur in events, with
 ``"deleted": true``; every item carries ``deleted``. Types are Amplitude's names ("string",
@@ -27,6 +30,10 @@ from simulator.protocol import Response, json_response
 
 _CATEGORY = {"purchase": "Commerce", "revenue": "Commerce", "search": "Discovery",
              "session": "Sessions", "identify": "Identity", "plain": "Engagement"}  # fmt: skip
+EVENT_CATEGORIES = tuple(
+    {"id": 412931 + 10 * k, "name": name}
+    for k, name in enumerate(dict.fromkeys([*_CATEGORY.values(), "Deprecated"]))
+)
 DELETED_EVENT_TYPES = ("legacy_checkout", "onboarding_step_v1")
 SHARED_PROPS = (("path", "string"), ("count", "number"), ("ratio", "number"),
                 ("flag", "boolean"), ("missing", "any"), ("nested", "any"), ("Path", "string"),
@@ -137,6 +144,15 @@ class Taxonomy:
         if show_deleted:
             data += [_property(n, t, "", deleted=True) for n, t in DELETED_EVENT_PROPS]
         return _ok(data)
+
+    def categories(self) -> Response:
+        return _ok([dict(c) for c in EVENT_CATEGORIES])
+
+    def category(self, name: str) -> Response:
+        found = next((dict(c) for c in EVENT_CATEGORIES if c["name"] == name), None)
+        if found is None:
+            return errors(400, "Not found")
+        return json_response(200, {"success": True, "data": found})
 
     def user_properties(self, show_deleted: bool) -> Response:
         names = list(members.BUILTIN) + list(members.CUSTOM)
