@@ -1,7 +1,10 @@
 """The analysts' dbt models (``analytics/``) as Dagster assets, their dbt tests as asset checks.
 
 Every model is an asset keyed ``analytics/<model>`` in group ``analytics``, downstream of the
-assets whose tables it reads (each dbt source names its asset in ``meta.dagster.asset_key``).
+assets whose tables it reads (each dbt source names its asset in ``meta.dagster.asset_key``,
+which stands for that asset of every project of the source: the models read the all-projects
+views, ``amplitude_all`` and ``mixpanel_all``, whose rows carry their project and its zone).
+A deployment builds the models of the sources it has (dbt tag ``amplitude``, ``mixpanel``).
 One step runs ``dbt build`` for the selection; it holds the warehouse's single-writer pool, as a
 load does, since dbt opens the DuckDB file read-write.
 
@@ -18,7 +21,6 @@ import contextlib
 import fcntl
 import hashlib
 import importlib.metadata
-import json
 import os
 import shutil
 import subprocess
@@ -83,14 +85,11 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def prepare_manifest(project_dir: Path = PROJECT_DIR, *, dbt_vars: str = "{}",
-                     force: bool = False) -> Path:
+def prepare_manifest(project_dir: Path = PROJECT_DIR, *, force: bool = False) -> Path:
     """``target/manifest.json``, parsed again if missing or older than the project's files.
 
     ``dbt parse`` needs no warehouse and no network. Its output goes to a scratch folder and is
     renamed into place, so a concurrent reader sees the old manifest or the new, never part.
-    ``dbt_vars`` are the runs' (the manifest does not depend on them, but dbt reuses the
-    partial parse saved beside it only for the same vars).
     """
     target = project_dir / "target"
     manifest, stamp = target / "manifest.json", target / _STAMP
@@ -113,7 +112,7 @@ def prepare_manifest(project_dir: Path = PROJECT_DIR, *, dbt_vars: str = "{}",
             scratch.mkdir(parents=True)
             shutil.copyfile(partial, scratch / partial.name)
         done = subprocess.run(
-            [dbt_executable(), "parse", "--quiet", "--no-use-colors", "--vars", dbt_vars,
+            [dbt_executable(), "parse", "--quiet", "--no-use-colors",
              "--project-dir", str(project_dir), "--profiles-dir", str(project_dir)],
             cwd=project_dir, capture_output=True, text=True, check=False, timeout=300,
             env={**{k: v for k, v in os.environ.items() if k not in credentials()}, **DBT_ENV,
@@ -231,9 +230,9 @@ def build_analytics_assets(projects: Sequence[Project],
     if not namespaces:
         return []
     project = DbtProject(project_dir=PROJECT_DIR, profiles_dir=PROJECT_DIR)
-    zone = next((p.timezone for p in projects if p.source == "amplitude"), "UTC")
-    dbt_vars = json.dumps({"project_timezone": zone})
-    manifest = prepare_manifest(project.project_dir, dbt_vars=dbt_vars)
+    # The models read the all-projects views, whose rows carry each project's name and time
+    # zone: nothing about the projects is passed to dbt, and one manifest serves every deployment.
+    manifest = prepare_manifest(project.project_dir)
     # every dbt test an asset check (dagster-dbt's default, stated)
     translator = AnalyticsTranslator(DagsterDbtTranslatorSettings(enable_asset_checks=True),
                                      namespaces)
@@ -256,7 +255,7 @@ def build_analytics_assets(projects: Sequence[Project],
         # (but the catalog and its password, should they be listed, are what it needs)
         env = {**DBT_ENV, **warehouse_env(target)}
         with _environ(env, unset=tuple(name for name in hidden if name not in env)):
-            invocation = dbt.cli(["build", "--vars", dbt_vars], context=context)
+            invocation = dbt.cli(["build"], context=context)
         yield from invocation.stream()
 
     return [with_every_project(analytics, namespaces)]

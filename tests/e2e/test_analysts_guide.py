@@ -1,7 +1,9 @@
 """docs/analysts.md can neither rot nor mislead: every SQL block in it runs against the demo's
 data and its result equals what Python computes from the events, cohorts, taxonomy and counts
 the simulator served. Each block is tagged ``<!-- check: NAME -->`` and ``CHECKS[NAME]`` holds
-its expected result; a block without a check, or a check without a block, fails.
+its expected result; a block without a check, or a check without a block, fails. The blocks
+about several projects and about Mixpanel run on copies of the demo's warehouse with a second
+Amplitude project (test_analytics_projects.py) or Mixpanel events added (``RUNS_ON``).
 
 Queries run with the session's zone far from UTC (a reader's zone must change no figure),
 through Python's DuckDB and through the ``duckdb-cli`` package's CLI, read-only.
@@ -13,18 +15,26 @@ import json
 import re
 import shutil
 import subprocess
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from datetime import date, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
+from assets.analytics import build_analytics_assets
+from pipeline.source import Project
+from pipeline.warehouse import Warehouse
+from resources import WarehouseResource
+from resources.storage import WarehouseProject
+from tests.conftest import AMPLITUDE
 from tests.e2e.test_analyst_cli import duckdb_cli
 from tests.e2e.test_analytics import Built, demo_build, shared_dir
+from tests.e2e.test_analytics_projects import TwoProjects, two  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +43,9 @@ BLOCK = re.compile(r"(?:<!-- check: (\w+) -->\s*\n)?```sql\n(.*?)```", re.DOTALL
 D = date(2026, 3, 1)
 READER_ZONE = "Pacific/Kiritimati"  # UTC+14: any date taken in the session's zone moves
 COPY = "/tmp/my-warehouse.duckdb"
+MIXPANEL = Project.named("mixpanel", "default")
+# The blocks that need more than the demo's one Amplitude project: the fixture they run on.
+RUNS_ON = {"projects": "two", "mixpanel_join": "with_mixpanel"}
 
 
 def blocks() -> dict[str, str]:
@@ -51,6 +64,42 @@ def built(tmp_path_factory, worker_id) -> Iterator[Built]:
         yield data
 
 
+@dataclass
+class WithMixpanel:
+    """A copy of the demo's warehouse with a Mixpanel project whose events are Amplitude's users'
+    (``planted``: insert_id, user_id, time), a millisecond after one of their Amplitude events,
+    and the models of both sources built."""
+
+    demo: Built
+    path: Path
+    planted: list[tuple[str, str, datetime]]
+
+
+@pytest.fixture(scope="module")
+def with_mixpanel(built, tmp_path_factory) -> WithMixpanel:
+    ref = built.reference
+    known = sorted((e for e in ref.events if e.get("user_id")),
+                   key=lambda e: (e["event_time"], e["uuid"]))[::7][:40]
+    assert len(known) >= 10
+    planted = [(f"mp-{i}", e["user_id"], e["event_time"] + timedelta(milliseconds=1))
+               for i, e in enumerate(known)]
+    path = tmp_path_factory.mktemp("with-mixpanel") / built.path.name
+    shutil.copyfile(built.path, path)
+    projects = [AMPLITUDE, MIXPANEL]
+    with Warehouse(path, projects=projects).connect() as con:  # creates schema mixpanel
+        con.executemany(
+            "INSERT INTO mixpanel.events (event, distinct_id, insert_id, time, time_raw, "
+            "user_id, _day) VALUES ('Page Viewed', ?, ?, ?, epoch(?::TIMESTAMPTZ), ?, "
+            "CAST(?::TIMESTAMPTZ AT TIME ZONE 'UTC' AS DATE))",
+            [[user, insert_id, at, at, user, at] for insert_id, user, at in planted])
+    warehouse = WarehouseResource(path=str(path), projects=[
+        WarehouseProject(source=p.source, name=p.name, timezone=p.timezone) for p in projects])
+    with dg.instance_for_test() as instance:
+        assert dg.materialize(build_analytics_assets(projects),
+                              resources={"warehouse": warehouse}, instance=instance).success
+    return WithMixpanel(built, path, planted)
+
+
 def days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
@@ -66,6 +115,14 @@ def money(values) -> Decimal:
 
 
 # ---- what each block must return, from what the simulator served ----
+
+def check_projects(b: TwoProjects, got: list[tuple]) -> None:
+    """On the demo's project and a second one ("web", in Kolkata, twelve of its hours)."""
+    refs = b.references
+    want = [(d, project, refs[project].dau[d]) for d in days(date(2026, 2, 28), D)
+            for project in sorted(refs) if d in refs[project].dau]
+    assert got == want and len(got) == 4
+    assert got[-1][2] != got[-2][2]  # two projects, two counts
 
 def check_dau(b: Built, got: list[tuple]) -> None:
     assert got == [(d, b.reference.dau[d]) for d in days(date(2026, 2, 25), D)]
@@ -205,7 +262,7 @@ def check_reconciliation(b: Built, got: list[tuple]) -> None:
     new = b.served("/api/2/users", m="new", **window)["data"]["series"][0]
     totals = b.served("/api/2/events/segmentation", e='{"event_type": "_all"}', m="totals",
                       **window)["data"]["series"][0]
-    want = [(d, ref.dau[d], a, ref.new_users[d], n, ref.totals(d), t, True)
+    want = [("default", d, ref.dau[d], a, ref.new_users[d], n, ref.totals(d), t, True)
             for d, a, n, t in zip(days(date(2026, 2, 25), D), active, new, totals, strict=True)]
     assert got == want
 
@@ -213,40 +270,21 @@ def check_reconciliation(b: Built, got: list[tuple]) -> None:
 def check_copy(b: Built, con: duckdb.DuckDBPyConnection) -> None:
     assert con.execute("SELECT count(*) FROM analytics.events_unique").fetchall() == [
         (len(b.reference.events),)]
-    assert con.execute("SELECT users FROM analytics.funnel(['page_view'], DATE '2026-03-01', "
-                       "DATE '2026-03-01')").fetchall() == [
-        (b.reference.funnel(["page_view"], D, D)[0],)]
+    assert con.execute("SELECT project, users FROM analytics.funnel(['page_view'], "
+                       "DATE '2026-03-01', DATE '2026-03-01')").fetchall() == [
+        ("default", b.reference.funnel(["page_view"], D, D)[0])]
 
 
-def check_mixpanel_join(b: Built, got: list[tuple]) -> None:
-    """The demo loads no Mixpanel data, so the block runs again on a copy of its warehouse with
-    Mixpanel events of Amplitude's users a millisecond after one of their Amplitude events."""
-    assert got == []
-    ref = b.reference
-    known = sorted((e for e in ref.events if e.get("user_id")),
-                   key=lambda e: (e["event_time"], e["uuid"]))[::7][:40]
-    assert len(known) >= 10
-    planted = [(f"mp-{i}", e["user_id"], e["event_time"] + timedelta(milliseconds=1))
-               for i, e in enumerate(known)]
-    with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / b.path.name  # the same name: the views name the file's catalog
-        shutil.copyfile(b.path, copy)
-        with duckdb.connect(str(copy)) as con:
-            con.execute(f"SET TimeZone = '{READER_ZONE}'")
-            con.executemany(
-                "INSERT INTO mixpanel.events (event, distinct_id, insert_id, time, time_raw, "
-                "user_id, _day) VALUES ('Page Viewed', ?, ?, ?, epoch(?::TIMESTAMPTZ), ?, "
-                "CAST(?::TIMESTAMPTZ AT TIME ZONE 'UTC' AS DATE))",
-                [[user, insert_id, at, at, user, at] for insert_id, user, at in planted])
-            rows = con.execute(blocks()["mixpanel_join"]).fetchall()
+def check_mixpanel_join(b: WithMixpanel, got: list[tuple]) -> None:
+    ref = b.demo.reference
     latest = {}
-    for insert_id, user, at in planted:
+    for insert_id, user, at in b.planted:
         latest[insert_id] = max(e["event_time"] for e in ref.events
                                 if e.get("user_id") == user and e["event_time"] <= at)
-    want = sorted(((user, at, latest[insert_id]) for insert_id, user, at in planted),
+    want = sorted(((user, at, latest[insert_id]) for insert_id, user, at in b.planted),
                   key=lambda r: (r[1], r[0]))
-    assert [(r[0], r[2], r[4]) for r in rows] == want
-    assert {r[1] for r in rows} == {"Page Viewed"}
+    assert [(r[0], r[2], r[4]) for r in got] == want
+    assert {r[1] for r in got} == {"Page Viewed"}
 
 
 CHECKS: dict[str, Callable] = {
@@ -261,7 +299,7 @@ def test_every_sql_block_has_a_check_and_every_check_a_block():
 
 
 @pytest.mark.parametrize("name", sorted(CHECKS))
-def test_the_guide_query_returns_what_the_simulator_served(built, name, tmp_path):
+def test_the_guide_query_returns_what_the_simulator_served(built, name, tmp_path, request):
     sql = blocks()[name].replace("data/warehouse.duckdb", str(built.path))
     if name == "copy":
         copy = tmp_path / "copy.duckdb"
@@ -269,12 +307,13 @@ def test_the_guide_query_returns_what_the_simulator_served(built, name, tmp_path
             con.execute(sql.replace(COPY, str(copy)))
             check_copy(built, con)
         return
-    with duckdb.connect(str(built.path), read_only=True) as con:
+    target = request.getfixturevalue(RUNS_ON[name]) if name in RUNS_ON else built
+    with duckdb.connect(str(target.path), read_only=True) as con:
         con.execute(f"SET TimeZone = '{READER_ZONE}'")
         got = con.execute(sql).fetchall()
-    CHECKS[name](built, got)
+    CHECKS[name](target, got)
     # the analyst's CLI (another DuckDB build) reads the same views and macros
-    done = subprocess.run([str(duckdb_cli()), "-readonly", str(built.path), "-json", "-c", sql],
+    done = subprocess.run([str(duckdb_cli()), "-readonly", str(target.path), "-json", "-c", sql],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(json.loads(done.stdout or "[]")) == len(got)

@@ -1,11 +1,14 @@
 """The dbt models on hand-made events: the cases the simulator never serves, each with its
 expected figure worked out by hand (re-exported duplicates, sessions on Amplitude's bin edges,
 inactive events, a project time zone other than UTC, funnels that need their second start,
-retention on day 7), and a build against an empty warehouse. dbt runs through Dagster, with a
-recording HTTP proxy in the environment: nothing may go out.
+retention on day 7, two projects sharing uuids and user ids in one warehouse, each in its own
+zone with its own events list), a build against an empty warehouse, and which models a
+deployment of each source gets. dbt runs through Dagster, with a recording HTTP proxy in the
+environment: nothing may go out.
 """
 
 import http.server
+import json
 import shutil
 import subprocess
 import sys
@@ -21,7 +24,7 @@ import duckdb
 import pytest
 import yaml
 
-from assets.analytics import build_analytics_assets, prepare_manifest
+from assets.analytics import PROJECT_DIR, build_analytics_assets, prepare_manifest
 from pipeline.source import Project
 from resources import WarehouseResource
 from resources.storage import WarehouseProject
@@ -29,6 +32,8 @@ from resources.storage import WarehouseProject
 pytestmark = pytest.mark.slow
 
 ZONE = "Asia/Kolkata"  # +05:30
+DEFAULT = Project.named("amplitude", "default", ZONE)
+WEB = Project.named("amplitude", "web", "UTC")  # a second project: schema amplitude_web
 T = datetime(2026, 3, 1, 4, 0, tzinfo=UTC)  # 09:30 on 1 March in Kolkata
 D1 = date(2026, 3, 1)
 MIN, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
@@ -133,31 +138,39 @@ def no_network(monkeypatch) -> Iterator[list[str]]:
     server.server_close()
 
 
-def build(path: Path) -> dg.ExecuteInProcessResult:
-    project = Project.named("amplitude", "default", ZONE)
-    assets = build_analytics_assets([project])
+def build(path: Path, projects: tuple[Project, ...] = (DEFAULT,)) -> dg.ExecuteInProcessResult:
+    """The dbt assets of a deployment of ``projects``, over the warehouse at ``path``; the zones
+    reach the models only through the all-projects views' project_timezone column."""
+    assets = build_analytics_assets(list(projects))
     warehouse = WarehouseResource(path=str(path), projects=[WarehouseProject(
-        source="amplitude", name="default", timezone=ZONE)])
+        source=p.source, name=p.name, timezone=p.timezone) for p in projects])
     with dg.instance_for_test() as instance:
         return dg.materialize(assets, resources={"warehouse": warehouse},
                               instance=instance, raise_on_error=False)
 
 
-def insert(path: Path) -> None:
+def insert(path: Path, schema: str = "amplitude", *, list_inactive: bool = True) -> None:
     with duckdb.connect(str(path)) as con:
         con.execute("SET TimeZone = 'UTC'")
         for row in EVENTS:
             names = ", ".join(f'"{name}"' for name in row)
-            con.execute(f"INSERT INTO amplitude.events ({names}) VALUES "
+            con.execute(f"INSERT INTO {schema}.events ({names}) VALUES "
                         f"({', '.join('?' * len(row))})", list(row.values()))
-        # the newest snapshot of the events list counts: page_view was inactive only before
-        con.execute("INSERT INTO amplitude.events_list (snapshot_date, event_type, non_active) "
-                    "VALUES ('2026-03-01', 'page_view', true), "
-                    "('2026-03-02', 'page_view', false), ('2026-03-02', 'background_ping', true)")
+        if list_inactive:
+            # the newest snapshot of the events list counts: page_view was inactive only before
+            con.execute(f"INSERT INTO {schema}.events_list (snapshot_date, event_type, "
+                        "non_active) VALUES ('2026-03-01', 'page_view', true), "
+                        "('2026-03-02', 'page_view', false), "
+                        "('2026-03-02', 'background_ping', true)")
 
 
 def rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
     return con.execute(sql).fetchall()
+
+
+MODELS = ("events_unique", "sessions", "daily_active_users", "daily_new_users",
+          "event_counts_daily", "user_enhanced", "event_enhanced", "daily_performance",
+          "session_length_distribution", "average_session_length", "sessions_per_user")
 
 
 def dates(*pairs: tuple[int, int]) -> dict[date, int]:
@@ -174,14 +187,20 @@ def test_models_on_hand_made_events(tmp_path, no_network):
     assert all(e.passed for e in empty.get_asset_check_evaluations())
     with duckdb.connect(str(path), read_only=True) as con:
         assert rows(con, "SELECT count(*) FROM analytics.daily_active_users") == [(0,)]
+        # no project has an event: no funnel rows (a project with events gets its zeros, below)
         assert rows(con, "SELECT * FROM analytics.funnel(['a', 'b'], DATE '2026-03-01', "
-                         "DATE '2026-03-01')") == [(1, "a", 0, None, None), (2, "b", 0, None, None)]
+                         "DATE '2026-03-01')") == []
         assert rows(con, "SELECT schema_name FROM duckdb_schemas() WHERE schema_name LIKE "
                          "'%analytics%'") == [("analytics",)]
 
     insert(path)
     with duckdb.connect(str(path), read_only=True) as con:
         con.execute("SET TimeZone = 'America/New_York'")  # a reader's zone changes no date
+        for model in MODELS:  # every row is the one project's, with its zone where it is kept
+            assert rows(con, f"SELECT DISTINCT project FROM analytics.{model}") == [
+                ("default",)], model
+        assert rows(con, "SELECT DISTINCT project_timezone FROM analytics.events_unique") == [
+            (ZONE,)]
         unique = dict(rows(con, "SELECT uuid, event_type FROM analytics.events_unique"))
         assert len(unique) == len(EVENTS) - 3
         assert (unique["dup"], unique["tie"], unique["back"]) == (
@@ -189,12 +208,14 @@ def test_models_on_hand_made_events(tmp_path, no_network):
         assert dict(rows(con, "SELECT uuid, event_date FROM analytics.events_unique WHERE uuid "
                               "LIKE 'tz%'")) == {"tz1": D1, "tz2": date(2026, 3, 2)}
 
-        assert dict(rows(con, "SELECT * FROM analytics.daily_active_users")) == dates(
+        assert dict(rows(con, "SELECT event_date, active_users FROM analytics."
+                              "daily_active_users")) == dates(
             (1, 8), (2, 5), (3, 1), (4, 0), (5, 0), (6, 0), (7, 1), (8, 1), (9, 0), (10, 1))
-        assert dict(rows(con, "SELECT * FROM analytics.daily_new_users")) == dates(
+        assert dict(rows(con, "SELECT event_date, new_users FROM analytics.daily_new_users")
+                    ) == dates(
             (1, 9), (2, 1), (3, 1), (4, 0), (5, 0), (6, 0), (7, 0), (8, 0), (9, 0), (10, 0))
         counts = {(d, t): (n, u) for d, t, n, u in rows(
-            con, "SELECT * FROM analytics.event_counts_daily")}
+            con, "SELECT * EXCLUDE (project) FROM analytics.event_counts_daily")}
         assert counts[(D1, "background_ping")] == (3, 2)
         assert counts[(D1, "page_view")] == (9, 4)  # users 1, 2, 3 and 5 (before midnight)
         assert (D1, "old_name") not in counts
@@ -203,6 +224,8 @@ def test_models_on_hand_made_events(tmp_path, no_network):
             con, "SELECT amplitude_id, session_id, event_count, duration_seconds, length_ms, "
                  "user_session_number, round(minutes_since_previous_session, 4), "
                  "session_date FROM analytics.sessions")}
+        assert sorted(k for (k,) in rows(con, "SELECT session_key FROM analytics.sessions")) == (
+            sorted(f"default:{a}:{s}" for a, s in sessions))
         assert sessions == {
             (2, S1): [2, 10.0, 2999, 1, None, D1],
             (2, S2): [2, 3.0, 3000, 2, round((HOUR - 10 * timedelta(seconds=1)) / MIN, 4), D1],
@@ -218,16 +241,25 @@ def test_models_on_hand_made_events(tmp_path, no_network):
         assert rows(con, "SELECT session_date, sessions, average_seconds FROM "
                          "analytics.average_session_length") == [(D1, 3, (2999 + 3000 + 61000) / 3
                                                                   / 1000)]
-        assert rows(con, "SELECT * FROM analytics.sessions_per_user") == [(D1, 5, 3, 5 / 3)]
+        assert rows(con, "SELECT * FROM analytics.sessions_per_user") == [
+            ("default", D1, 5, 3, 5 / 3)]
 
-        funnel = "SELECT step, users FROM analytics.funnel({}, DATE '2026-03-01', " \
+        funnel = "SELECT project, step, users FROM analytics.funnel({}, DATE '2026-03-01', " \
                  "DATE '2026-03-01'{})"
         steps = "['search', 'add_to_cart', 'purchase']"
-        assert rows(con, funnel.format(steps, "")) == [(1, 2), (2, 1), (3, 1)]
+        assert rows(con, funnel.format(steps, "")) == [
+            ("default", 1, 2), ("default", 2, 1), ("default", 3, 1)]
         assert rows(con, funnel.format(steps, ", conversion_window := INTERVAL 12 HOUR")) == [
-            (1, 2), (2, 1), (3, 0)]
-        assert rows(con, funnel.format("['search', 'search']", "")) == [(1, 2), (2, 1)]
+            ("default", 1, 2), ("default", 2, 1), ("default", 3, 0)]
+        assert rows(con, funnel.format("['search', 'search']", "")) == [
+            ("default", 1, 2), ("default", 2, 1)]
+        # a funnel nobody entered: the project's zeros
+        assert rows(con, "SELECT * FROM analytics.funnel(['a', 'b'], DATE '2026-03-01', "
+                         "DATE '2026-03-01')") == [("default", 1, "a", 0, None, None),
+                                                   ("default", 2, "b", 0, None, None)]
 
+        assert rows(con, "SELECT DISTINCT project FROM analytics.retention('_all', '_all', "
+                         "DATE '2026-03-01', DATE '2026-03-03')") == [("default",)]
         retention = rows(con, "SELECT cohort_date, day, users, retained, complete FROM "
                               "analytics.retention('signup_done', 'app_open', DATE '2026-03-01',"
                               " DATE '2026-03-03', days := 7) WHERE retained > 0 OR day = 7")
@@ -235,7 +267,8 @@ def test_models_on_hand_made_events(tmp_path, no_network):
                              (date(2026, 3, 3), 0, 1, 1, True), (date(2026, 3, 3), 7, 1, 1, True)]
 
         performance = {(d, t): rest for d, t, *rest in rows(
-            con, "SELECT * FROM analytics.daily_performance WHERE event_type = 'app_open'")}
+            con, "SELECT * EXCLUDE (project) FROM analytics.daily_performance "
+                 "WHERE event_type = 'app_open'")}
         assert performance == {(date(2026, 3, 7), "app_open"): [1, 0, 1, 0],
                                (date(2026, 3, 8), "app_open"): [1, 0, 1, 0],
                                (date(2026, 3, 9), "app_open"): [0, 0, 0, 0],
@@ -272,6 +305,113 @@ def test_models_on_hand_made_events(tmp_path, no_network):
     checks = {e.check_name: e.passed for e in again.get_asset_check_evaluations()}
     assert checks and all(checks.values()), checks
     assert no_network == []
+
+
+def test_two_projects_in_one_warehouse_keep_their_keys_zones_and_events_lists(tmp_path,
+                                                                            no_network):
+    """The same events (same uuids, users and session ids) in two projects: default in Kolkata
+    with its events list (background_ping inactive), web in UTC with none. Each project's figures
+    are its own, worked out by hand; nothing of one project reaches the other."""
+    path = tmp_path / "warehouse.duckdb"
+    assert build(path, (DEFAULT, WEB)).success  # creates both schemas and the views
+    insert(path)
+    insert(path, "amplitude_web", list_inactive=False)
+    built = build(path, (DEFAULT, WEB))
+    checks = {e.check_name: e.passed for e in built.get_asset_check_evaluations()}
+    assert built.success and checks and all(checks.values()), checks
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert rows(con, "SELECT project, project_timezone, count(*) FROM amplitude_all.events "
+                         "GROUP BY ALL ORDER BY 1") == [("default", ZONE, len(EVENTS)),
+                                                        ("web", "UTC", len(EVENTS))]
+        for model in MODELS:
+            assert rows(con, f"SELECT DISTINCT project FROM analytics.{model} ORDER BY 1") == [
+                ("default",), ("web",)], model
+        assert rows(con, "SELECT project, count(*), count(DISTINCT uuid) FROM analytics."
+                         "events_unique GROUP BY ALL ORDER BY 1") == [
+            ("default", len(EVENTS) - 3, len(EVENTS) - 3), ("web", len(EVENTS) - 3,
+                                                            len(EVENTS) - 3)]
+        # 18:15 and 18:45 UTC: either side of midnight in Kolkata, one day in UTC
+        assert rows(con, "SELECT project, uuid, event_date FROM analytics.events_unique WHERE "
+                         "uuid LIKE 'tz%' ORDER BY 1, 2") == [
+            ("default", "tz1", D1), ("default", "tz2", date(2026, 3, 2)),
+            ("web", "tz1", D1), ("web", "tz2", D1)]
+
+        def by_project(sql: str) -> dict[str, dict]:
+            out: dict[str, dict] = {}
+            for project, key, value in rows(con, sql):
+                out.setdefault(project, {})[key] = value
+            return out
+
+        assert by_project("SELECT * FROM analytics.daily_active_users") == {
+            "default": dates((1, 8), (2, 5), (3, 1), (4, 0), (5, 0), (6, 0), (7, 1), (8, 1),
+                             (9, 0), (10, 1)),
+            # user 4's background_ping is active in web; user 5 has one UTC day
+            "web": dates((1, 9), (2, 4), (3, 1), (4, 0), (5, 0), (6, 0), (7, 1), (8, 1),
+                         (9, 0), (10, 1))}
+        assert by_project("SELECT * FROM analytics.daily_new_users WHERE new_users > 0") == {
+            "default": dates((1, 9), (2, 1), (3, 1)), "web": dates((1, 9), (2, 1), (3, 1))}
+        lengths = by_project("SELECT project, amplitude_id || ':' || session_id, length_ms FROM "
+                             "analytics.sessions")
+        assert lengths == {
+            "default": {f"2:{S1}": 2999, f"2:{S2}": 3000, f"2:{S3}": 61000,
+                        f"3:{S1}": 86_400_000, f"4:{S1}": None},
+            # web's list marks nothing inactive: s3c (an hour after s3a) and user 4's pings count
+            "web": {f"2:{S1}": 2999, f"2:{S2}": 3000, f"2:{S3}": 3_600_000,
+                    f"3:{S1}": 86_400_000, f"4:{S1}": 10_000}}
+        keys = rows(con, "SELECT session_key FROM analytics.sessions ORDER BY 1")
+        assert [k for (k,) in keys] == sorted(
+            f"{p}:{k}" for p, sessions in lengths.items() for k in sessions)
+        assert by_project("SELECT project, bin, sessions FROM analytics."
+                          "session_length_distribution WHERE sessions > 0") == {
+            "default": {1: 1, 2: 1, 5: 1}, "web": {1: 1, 2: 1, 3: 1, 9: 1}}
+        assert by_project("SELECT project, amplitude_id, active_days FROM analytics."
+                          "user_enhanced WHERE amplitude_id = 5") == {"default": {5: 2},
+                                                                      "web": {5: 1}}
+        assert by_project("SELECT project, uuid, session_event_number FROM analytics."
+                          "event_enhanced WHERE amplitude_id = 4") == {
+            "default": {"s5a": 1, "s5b": 2}, "web": {"s5a": 1, "s5b": 2}}
+        assert rows(con, "SELECT project, step, users FROM analytics.funnel(['search', "
+                         "'add_to_cart', 'purchase'], DATE '2026-03-01', DATE '2026-03-01') "
+                         "WHERE project = 'web'") == [("web", 1, 2), ("web", 2, 1), ("web", 3, 1)]
+        assert rows(con, "SELECT project, cohort_date, users, retained FROM analytics.retention("
+                         "'signup_done', 'app_open', DATE '2026-03-01', DATE '2026-03-03') "
+                         "WHERE day = 7 ORDER BY ALL") == [
+            ("default", D1, 2, 1), ("default", date(2026, 3, 3), 1, 1),
+            ("web", D1, 2, 1), ("web", date(2026, 3, 3), 1, 1)]
+    assert no_network == []
+
+
+def source_tests(manifest: dict, source: str) -> set[str]:
+    """The dbt tests that read only the models and sources of ``source``."""
+    own = {uid for uid, node in {**manifest["nodes"], **manifest["sources"]}.items()
+           if source in node.get("tags", []) or node.get("source_name") == source}
+    return {node["name"] for node in manifest["nodes"].values()
+            if node["resource_type"] == "test" and set(node["depends_on"]["nodes"]) <= own}
+
+
+def test_a_deployment_gets_the_models_and_checks_of_its_sources_only():
+    mixpanel = Project.named("mixpanel", "default")
+    models = {source: {p.stem for p in (PROJECT_DIR / "models" / source).glob("*.sql")}
+              for source in ("amplitude", "mixpanel")}
+    assert models["amplitude"] >= set(MODELS) | {"funnel", "retention"}
+    assert models["mixpanel"] == {"mixpanel_events_unique"}
+    manifest = json.loads(prepare_manifest().read_text())
+    tests = {source: source_tests(manifest, source) for source in models}
+    every = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "test"}
+    assert tests["amplitude"] | tests["mixpanel"] == every
+    assert {"events_unique_keeps_every_event", "unique_events_unique_project_uuid"} <= tests[
+        "amplitude"]
+    for projects, sources in (([DEFAULT, WEB], ["amplitude"]), ([mixpanel], ["mixpanel"]),
+                              ([mixpanel, DEFAULT], ["amplitude", "mixpanel"])):
+        (assets,) = build_analytics_assets(projects)
+        assert {k.path[1] for k in assets.keys} == set().union(*(models[s] for s in sources))
+        assert {k.name for k in assets.check_keys} == set().union(*(tests[s] for s in sources))
+        deps = {k.path[1]: {d.to_user_string() for d in v} for k, v in assets.asset_deps.items()}
+        if "amplitude" in sources:  # every project's events: the model reads them all
+            events = {f"{p.namespace}/events" for p in projects if p.source == "amplitude"}
+            assert deps["events_unique"] == events
+        if "mixpanel" in sources:
+            assert deps["mixpanel_events_unique"] == {"mixpanel/events"}
 
 
 def test_the_manifest_is_parsed_when_missing_or_stale_and_only_then(tmp_path, no_network):

@@ -1,32 +1,34 @@
--- dbt_amplitude's amplitude__daily_performance: per event date (project time zone) and event
--- type, from the type's first date to the last event date, days without events included: the
--- events, sessions and users of that type, and the new users among them (users whose first
--- event ever is on that date).
+-- dbt_amplitude's amplitude__daily_performance: per project, event date (the project's time
+-- zone) and event type, from the type's first date in the project to the project's last event
+-- date, days without events included: the events, sessions and users of that type, and the new
+-- users among them (users whose first event ever in the project is on that date).
 with events as materialized (
-    select event_date, event_type, amplitude_id, session_id, event_time
+    select project, event_date, event_type, amplitude_id, session_id
     from {{ ref('events_unique') }}
 ),
 
 first_dates as (
-    select amplitude_id, {{ local_date('min(event_time)') }} as first_event_date
+    -- the date of the first event: in one zone a later instant never has an earlier date
+    select project, amplitude_id, min(event_date) as first_event_date
     from events
-    group by amplitude_id
+    group by project, amplitude_id
 ),
 
 types as (
-    select event_type, min(event_date) as first_date
+    select project, event_type, min(event_date) as first_date
     from events
-    group by event_type
+    group by project, event_type
 ),
 
 spine as (
-    select dates.event_date, types.event_type
+    select dates.project, dates.event_date, types.event_type
     from ({{ event_dates('events') }}) as dates
-    join types on dates.event_date >= types.first_date
+    join types on types.project = dates.project and dates.event_date >= types.first_date
 ),
 
 figures as (
     select
+        events.project,
         events.event_date,
         events.event_type,
         count(*) as number_events,
@@ -37,11 +39,12 @@ figures as (
         count(distinct case when first_dates.first_event_date = events.event_date
                             then events.amplitude_id end) as number_new_users
     from events
-    join first_dates using (amplitude_id)
-    group by events.event_date, events.event_type
+    join first_dates using (project, amplitude_id)
+    group by events.project, events.event_date, events.event_type
 )
 
 select
+    spine.project,
     spine.event_date,
     spine.event_type,
     coalesce(figures.number_events, 0) as number_events,
@@ -50,5 +53,6 @@ select
     coalesce(figures.number_new_users, 0) as number_new_users
 from spine
 left join figures
-    on figures.event_date = spine.event_date
+    on figures.project = spine.project
+    and figures.event_date = spine.event_date
     and figures.event_type is not distinct from spine.event_type

@@ -1,13 +1,16 @@
 {{ config(materialized='table_macro',
           parameters="steps, first_day, last_day, conversion_window := INTERVAL 1 DAY") }}
 -- analytics.funnel(steps, first_day, last_day [, conversion_window := INTERVAL 1 DAY]):
--- Amplitude's funnel (/api/2/funnels, "this order"): users who did steps[1] on a date from
--- first_day to last_day (project time zone), and how many of them went on to do each further
--- step in order, other events in between allowed, all within conversion_window of that first
--- step. Every step-1 event in the range is tried as a start; a user counts at the furthest
--- step any start reached. Events at the same instant are ordered by uuid.
+-- Amplitude's funnel (/api/2/funnels, "this order"), for each project: users who did steps[1]
+-- on a date from first_day to last_day (the project's time zone), and how many of them went on
+-- to do each further step in order, other events in between allowed, all within
+-- conversion_window of that first step. Every step-1 event in the range is tried as a start; a
+-- user counts at the furthest step any start reached. Events at the same instant are ordered
+-- by uuid. One row per project with events and step (zeros included), so that
+-- `WHERE project = '...'` picks one project's funnel, as the other models are filtered.
 with events as (
     select
+        project,
         amplitude_id,
         event_time,
         event_date,
@@ -15,19 +18,21 @@ with events as (
         list_sum(list_transform(range(len(steps)), lambda k:
             case when steps[k + 1] = event_type then (1::bigint << k) else 0::bigint end
         ))::bigint as mask,
-        row_number() over (partition by amplitude_id order by event_time, uuid) as position
+        row_number() over (partition by project, amplitude_id order by event_time, uuid)
+            as position
     from {{ ref('events_unique') }}
     where list_contains(steps, event_type)
 ),
 
 starts as (
-    select amplitude_id, position, event_time
+    select project, amplitude_id, position, event_time
     from events
     where (mask & 1) = 1 and event_date between first_day and last_day
 ),
 
 reached as (
     select
+        starts.project,
         starts.amplitude_id,
         list_reduce(
             coalesce(list(later.mask order by later.position)
@@ -39,28 +44,40 @@ reached as (
         ) as depth
     from starts
     left join events as later
-        on later.amplitude_id = starts.amplitude_id
+        on later.project = starts.project
+        and later.amplitude_id = starts.amplitude_id
         and later.position > starts.position
         and later.event_time <= starts.event_time + conversion_window
-    group by starts.amplitude_id, starts.position
+    group by starts.project, starts.amplitude_id, starts.position
 ),
 
 users as (
-    select amplitude_id, max(depth) as depth from reached group by amplitude_id
+    select project, amplitude_id, max(depth) as depth
+    from reached
+    group by project, amplitude_id
+),
+
+-- every project with an event loaded, so that a funnel nobody entered shows its zeros (the raw
+-- view: listing its projects reads no column of its rows)
+projects as (
+    select distinct project from {{ source('amplitude', 'events') }}
 ),
 
 counts as (
-    select
-        step,
-        (select count(*) from users where users.depth >= step) as users
-    from (select unnest(range(1, len(steps) + 1)) as step)
+    select projects.project, numbers.step, count(users.amplitude_id) as users
+    from projects
+    cross join (select unnest(range(1, len(steps) + 1)) as step) as numbers
+    left join users on users.project = projects.project and users.depth >= numbers.step
+    group by projects.project, numbers.step
 )
 
 select
+    project,
     step::integer as step,
     steps[step] as event_type,
     users,
-    users / nullif(first_value(users) over (order by step), 0) as conversion,
-    users / nullif(lag(users) over (order by step), 0) as step_conversion
+    users / nullif(first_value(users) over (partition by project order by step), 0)
+        as conversion,
+    users / nullif(lag(users) over (partition by project order by step), 0) as step_conversion
 from counts
-order by step
+order by project, step

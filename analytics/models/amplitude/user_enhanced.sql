@@ -1,12 +1,15 @@
--- One row per user (amplitude_id, the id Amplitude counts users by), with what dbt_amplitude's
--- amplitude__user_enhanced offers: first and last activity, event and session totals, average
--- session length and time between sessions.
+-- One row per user of a project ((project, amplitude_id): an amplitude_id is the id Amplitude
+-- counts users by, within one project), with what dbt_amplitude's amplitude__user_enhanced
+-- offers: first and last activity, event and session totals, average session length and time
+-- between sessions.
 with events as (
     select
+        project,
         amplitude_id,
         min(event_time) as first_event_time,
         max(event_time) as last_event_time,
-        {{ local_date('min(event_time)') }} as first_event_date,
+        -- the first event's date: in one zone a later instant never has an earlier date
+        min(event_date) as first_event_date,
         max(event_date) as last_event_date,
         count(*) as total_events,
         count(distinct event_date) as active_days,
@@ -14,11 +17,12 @@ with events as (
         arg_max(user_id, (event_time, uuid)) filter (where user_id is not null) as user_id,
         min(user_creation_time) as user_created_at
     from {{ ref('events_unique') }}
-    group by amplitude_id
+    group by project, amplitude_id
 ),
 
 sessions as (
     select
+        project,
         amplitude_id,
         count(*) as total_sessions,
         min(first_event_time) as first_session_at,
@@ -26,10 +30,11 @@ sessions as (
         avg(duration_seconds) / 60 as average_session_length_in_minutes,
         avg(minutes_since_previous_session) as average_minutes_in_between_sessions
     from {{ ref('sessions') }}
-    group by amplitude_id
+    group by project, amplitude_id
 )
 
 select
+    events.project,
     events.amplitude_id,
     events.user_id,
     events.user_created_at,
@@ -46,4 +51,4 @@ select
     sessions.average_session_length_in_minutes,
     sessions.average_minutes_in_between_sessions
 from events
-left join sessions using (amplitude_id)
+left join sessions using (project, amplitude_id)
