@@ -45,7 +45,9 @@ class Location:
     def __init__(self, sim: Simulator, root: Path, **settings) -> None:
         self.sim, self.root = sim, root
         days, names = snapshot_days(TODAY - timedelta(days=7)), Names(AMPLITUDE)
-        options = AmplitudeOptions(cohort_props=PROPS, **settings)
+        options = AmplitudeOptions(api_key_env="AMPLITUDE_API_KEY",
+                                   secret_key_env="AMPLITUDE_SECRET_KEY", cohort_props=PROPS,
+                                   **settings)
         cohorts = next(a for a in build_snapshot_assets(names, options, days)
                        if a.key == dg.AssetKey(["amplitude", "cohorts"]))
         members = build_cohort_member_assets(names, options, days)

@@ -1,11 +1,11 @@
 """Loading days into mixpanel.events: one transaction a day, idempotent, a ledger of changes;
 the dedup model's SQL and the duplicate share, on what the simulator served."""
 
-import re
 from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import jinja2
 import pytest
 
 from pipeline.mixpanel.checks import duplicate_share
@@ -99,8 +99,9 @@ def test_a_short_refetch_is_refused_and_keeps_the_rows(mp_sim, tmp_path):
 
 
 def model_sql() -> str:
-    text = MODEL.read_text()
-    return re.sub(r"\{\{\s*source\('mixpanel',\s*'events'\)\s*\}\}", EVENTS_TABLE, text)
+    """The model as dbt compiles it: its source is the all-projects view."""
+    return jinja2.Template(MODEL.read_text()).render(
+        source=lambda source, table: f"{source}_all.{table}")
 
 
 def test_the_dedup_model_keeps_the_latest_processed_copy(mp_sim, tmp_path):
