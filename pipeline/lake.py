@@ -40,7 +40,6 @@ from duckdb import DuckDBPyConnection as Connection
 
 from pipeline import engine, leftovers
 from pipeline.object_storage import Explained, ObjectStorage, explained, is_remote
-from pipeline.settings import SharedSettings
 
 MANIFEST = "_manifest.json"
 CURRENT = "_current.json"
@@ -412,6 +411,8 @@ class Lake:
 
 def scratch_folder() -> Path:
     """Local disk for the work in progress of a lake on object storage (``LAKE_SCRATCH``)."""
+    from pipeline.settings import SharedSettings  # pydantic-settings: ~20 MB, only when read
+
     return Path(SharedSettings.from_env().lake_scratch or tempfile.gettempdir())
 
 

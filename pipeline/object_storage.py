@@ -12,14 +12,15 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from duckdb import DuckDBPyConnection as Connection
-from pydantic import SecretStr
 
 from pipeline import engine, sql
-from pipeline.settings import SharedSettings
+
+if TYPE_CHECKING:  # pydantic and its settings load only where a setting is read
+    from pydantic import SecretStr
 
 SCHEME = "s3://"
 
@@ -50,6 +51,8 @@ class ObjectStorage:
     def from_root(cls, root: str, env: Mapping[str, str] | None = None) -> ObjectStorage:
         """The lake's bucket, with the credentials of the standard AWS variables
         (``SharedSettings``) in ``env`` (default: the process's)."""
+        from pipeline.settings import SharedSettings  # ~20 MB of imports a local lake skips
+
         aws = SharedSettings.from_env(env)
         parts = urlsplit(root)
         if parts.scheme != "s3" or not parts.netloc:

@@ -77,9 +77,13 @@ class Source(ABC):
     """What the shared machinery needs of a source; one instance serves all its projects."""
 
     name: ClassVar[str]
-    settings: ClassVar[type[EnvSettings]]
     # The relations every project has that the all-projects views (``<source>_all``) unite.
     relations: ClassVar[tuple[str, ...]]
+
+    @property
+    @abstractmethod
+    def settings(self) -> type[EnvSettings]:
+        """The model of a project's settings (``pipeline/settings.py``)."""
 
     @abstractmethod
     def schema(self, project: Project) -> ProjectSchema:

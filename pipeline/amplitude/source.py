@@ -1,21 +1,27 @@
-"""Amplitude as a source of the shared machinery (``pipeline/source.py``)."""
+"""Amplitude as a source of the shared machinery (``pipeline/source.py``).
+
+Every process that opens the warehouse loads this module (for the migrations), so it imports
+only those; what the other methods need loads when they are called, and a step that loads an
+hour does not carry settings, forget and the lake's classes (about 15 MB of imports).
+"""
 
 from __future__ import annotations
 
 import contextlib
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import duckdb
-
-from pipeline.amplitude import forgetting, migrations
-from pipeline.amplitude.landing import AmplitudeLake
-from pipeline.amplitude.load import LoadRecord, load_hour
-from pipeline.amplitude.rejects import rejects_for
-from pipeline.amplitude.settings import AmplitudeSettings
-from pipeline.forget.contract import UserData
-from pipeline.lake import MANIFEST, Lake, LakeError
-from pipeline.migrations import ProjectSchema
+from pipeline.amplitude import migrations
 from pipeline.source import Partition, Project, Source
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from pipeline.amplitude.landing import AmplitudeLake
+    from pipeline.amplitude.settings import AmplitudeSettings
+    from pipeline.forget.contract import UserData
+    from pipeline.lake import Lake
+    from pipeline.migrations import ProjectSchema
 
 REBUILT_WINDOW = "rebuilt"  # request_window of a ledger row whose landing manifest is gone
 HOUR_FOLDER = "upload_date=%Y-%m-%d/upload_hour=%H"
@@ -23,18 +29,27 @@ HOUR_FOLDER = "upload_date=%Y-%m-%d/upload_hour=%H"
 
 class AmplitudeSource(Source):
     name = "amplitude"
-    settings = AmplitudeSettings
     relations = ("events", "_loads", "_rejects", "_snapshot_loads", "_cohort_downloads",
                  *(f"{table}{suffix}" for table in migrations.SNAPSHOT_TABLES
                    for suffix in ("", "_current")))
+
+    @property
+    def settings(self) -> type[AmplitudeSettings]:
+        from pipeline.amplitude.settings import AmplitudeSettings
+
+        return AmplitudeSettings
 
     def schema(self, project: Project) -> ProjectSchema:
         return migrations.project_schema(project.schema)
 
     def lake(self, lake: Lake, project: Project) -> AmplitudeLake:
+        from pipeline.amplitude.landing import AmplitudeLake
+
         return lake.share(AmplitudeLake, namespace=project.namespace)
 
     def lake_partitions(self, lake: Lake, project: Project) -> list[Partition]:
+        from pipeline.lake import LakeError
+
         own = self.lake(lake, project)
         root = lake.local(lake.root) / project.namespace / "events"
         hours: list[Partition] = []
@@ -51,6 +66,8 @@ class AmplitudeSource(Source):
         return hours
 
     def landed_partitions(self, lake: Lake, project: Project) -> list[Partition]:
+        from pipeline.lake import MANIFEST
+
         root = lake.local(lake.root) / "landing" / project.namespace / "export"
         hours: list[Partition] = []
         for manifest in sorted(root.glob(f"upload_date=*/upload_hour=*/{MANIFEST}")):
@@ -61,6 +78,10 @@ class AmplitudeSource(Source):
 
     def reload(self, con: duckdb.DuckDBPyConnection, lake: Lake, project: Project,
                partition: Partition) -> int:
+        from pipeline.amplitude.load import LoadRecord, load_hour
+        from pipeline.amplitude.rejects import rejects_for
+        from pipeline.lake import LakeError
+
         assert isinstance(partition, datetime)
         own = self.lake(lake, project)
         place = own.events_file(partition)
@@ -76,6 +97,8 @@ class AmplitudeSource(Source):
         return load_hour(con, project.schema, own.url(place), record, rejects=quarantined).rows
 
     def user_data(self, lake: Lake, project: Project) -> list[UserData]:
+        from pipeline.amplitude import forgetting
+
         return forgetting.user_data(self.lake(lake, project), project)
 
 
