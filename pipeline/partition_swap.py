@@ -17,9 +17,10 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, ClassVar, Self
 
 import duckdb
 
@@ -62,6 +63,34 @@ class PartitionLoad:
     max_drop_share: float | None = None
     also: Callable[[duckdb.DuckDBPyConnection], Mapping[str, object]] | None = None
     register: bool = True  # on DuckLake, register the file (never rewritten under its name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LedgerRow:
+    """The columns every source's ledger row shares: which fetch the rows came from, and what
+    the load did (filled in by :meth:`loaded`; a first load adds every row)."""
+
+    landing_version: str | None = None  # the landing's version folder the rows were read from
+    fetched_at: datetime | None = None  # when that fetch landed
+    rows: int = 0
+    load_seconds: float = 0.0
+    loaded_at: datetime | None = None
+    rows_added: int = 0
+    rows_removed: int = 0
+    rows_changed: int = 0
+
+    filled: ClassVar[tuple[str, ...]] = ("rows", "load_seconds", "loaded_at", "rows_added",
+                                         "rows_removed", "rows_changed")
+
+    def own_columns(self) -> dict[str, object]:
+        """The columns the source gives; the swap adds the ones it fills."""
+        return {k: v for k, v in asdict(self).items() if k not in self.filled}
+
+    def loaded(self, done: LoadedPartition, **extra: Any) -> Self:
+        """This row as the load wrote it."""
+        return replace(self, rows=done.rows, load_seconds=done.load_seconds,
+                       loaded_at=done.loaded_at, rows_added=done.rows_added,
+                       rows_removed=done.rows_removed, rows_changed=done.rows_changed, **extra)
 
 
 @dataclass(frozen=True)

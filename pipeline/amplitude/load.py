@@ -7,7 +7,7 @@ quarantined lines in ``_rejects`` are swapped with it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -15,13 +15,13 @@ import duckdb
 
 from pipeline.amplitude.landing import LandedHour
 from pipeline.amplitude.schema import EVENT_COLUMNS
-from pipeline.partition_swap import PartitionLoad, load_partition
+from pipeline.partition_swap import LedgerRow, PartitionLoad, load_partition
 
 LINEAGE = ("_upload_hour", "_source_member")  # how the rows were filed, not what they say
 
 
 @dataclass(frozen=True, kw_only=True)
-class LoadRecord:
+class LoadRecord(LedgerRow):
     """One row of ``_loads``: the latest load of an upload hour."""
 
     upload_hour: datetime
@@ -30,16 +30,6 @@ class LoadRecord:
     request_window: str
     window_requests: int
     fetch_seconds: float
-    landing_version: str | None = None  # the landing's version folder the rows were read from
-    fetched_at: datetime | None = None  # when that fetch landed
-    # Filled in by the load:
-    rows: int = 0
-    load_seconds: float = 0.0
-    loaded_at: datetime | None = None
-    # Against the rows it replaced, by uuid (a first load adds every row):
-    rows_added: int = 0
-    rows_removed: int = 0
-    rows_changed: int = 0
 
     @classmethod
     def from_landing(cls, landed: LandedHour) -> LoadRecord:
@@ -48,9 +38,6 @@ class LoadRecord:
                    bytes_downloaded=landed.member_bytes, request_window=landed.request_window,
                    window_requests=landed.window_requests, fetch_seconds=landed.fetch_seconds,
                    landing_version=landed.version, fetched_at=landed.fetched_at)
-
-
-_FILLED = ("rows", "load_seconds", "loaded_at", "rows_added", "rows_removed", "rows_changed")
 
 
 def load_hour(con: duckdb.DuckDBPyConnection, schema: str, parquet: str | Path,
@@ -72,13 +59,10 @@ def load_hour(con: duckdb.DuckDBPyConnection, schema: str, parquet: str | Path,
                         "hive_partitioning = false)", [str(rejects)])
         return {}
 
-    own = {k: v for k, v in asdict(record).items() if k not in _FILLED}
     done = load_partition(con, PartitionLoad(
         table=f"{schema}.events", column="_upload_hour", value=hour, parquet=parquet,
         what=f"upload hour {hour:%Y-%m-%dT%H}", key=("uuid",),
         compared=[c.name for c in EVENT_COLUMNS if c.name not in LINEAGE],
-        ledger=f"{schema}._loads", ledger_key="upload_hour", ledger_row=own,
+        ledger=f"{schema}._loads", ledger_key="upload_hour", ledger_row=record.own_columns(),
         max_drop_share=max_drop_share, also=swap_rejects))
-    return replace(record, rows=done.rows, load_seconds=done.load_seconds,
-                   loaded_at=done.loaded_at, rows_added=done.rows_added,
-                   rows_removed=done.rows_removed, rows_changed=done.rows_changed)
+    return record.loaded(done)

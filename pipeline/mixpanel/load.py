@@ -8,21 +8,21 @@ settle-period re-fetches show late events as added rows.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import duckdb
 
 from pipeline.mixpanel.landing import LandedDay
 from pipeline.mixpanel.schema import DEDUP_KEY, EVENT_COLUMNS
-from pipeline.partition_swap import PartitionLoad, load_partition
+from pipeline.partition_swap import LedgerRow, PartitionLoad, load_partition
 
 LINEAGE = ("_day", "_source_file")
 
 
 @dataclass(frozen=True, kw_only=True)
-class MixpanelLoad:
+class MixpanelLoad(LedgerRow):
     """One row of ``_loads``: the latest load of a day."""
 
     day: date
@@ -30,16 +30,9 @@ class MixpanelLoad:
     window_requests: int
     bytes_downloaded: int
     fetch_seconds: float
-    landing_version: str | None = None
-    fetched_at: datetime | None = None
-    # Filled in by load_day:
-    rows: int = 0
-    load_seconds: float = 0.0
-    loaded_at: datetime | None = None
-    rows_added: int = 0
-    rows_removed: int = 0
-    rows_changed: int = 0
-    duplicate_rows: int = 0  # rows beyond the first of their duplicate key
+    duplicate_rows: int = 0  # filled in by load_day: rows beyond the first of their duplicate key
+
+    filled = (*LedgerRow.filled, "duplicate_rows")
 
     @classmethod
     def from_landing(cls, landed: LandedDay) -> MixpanelLoad:
@@ -50,10 +43,6 @@ class MixpanelLoad:
                    fetched_at=landed.fetched_at)
 
 
-_FILLED = ("rows", "load_seconds", "loaded_at", "rows_added", "rows_removed", "rows_changed",
-           "duplicate_rows")
-
-
 def load_day(con: duckdb.DuckDBPyConnection, schema: str, parquet: str | Path,
              record: MixpanelLoad, *, max_drop_share: float | None = None) -> MixpanelLoad:
     """Swap one day into ``schema`` with its ledger row; return the row as written.
@@ -62,18 +51,14 @@ def load_day(con: duckdb.DuckDBPyConnection, schema: str, parquet: str | Path,
     (``RowDropRefused``) and the loaded rows stay: a short re-fetch never silently replaces them.
     """
     day = record.day
-    own = {k: v for k, v in asdict(record).items() if k not in _FILLED}
     done = load_partition(con, PartitionLoad(
         table=f"{schema}.events", column="_day", value=day, parquet=parquet,
         what=f"Mixpanel day {day}", key=DEDUP_KEY,
         compared=[c.name for c in EVENT_COLUMNS if c.name not in LINEAGE],
-        ledger=f"{schema}._loads", ledger_key="day", ledger_row=own,
+        ledger=f"{schema}._loads", ledger_key="day", ledger_row=record.own_columns(),
         max_drop_share=max_drop_share,
         also=lambda con: {"duplicate_rows": duplicate_rows(con, schema, day)}))
-    return replace(record, rows=done.rows, load_seconds=done.load_seconds,
-                   loaded_at=done.loaded_at, rows_added=done.rows_added,
-                   rows_removed=done.rows_removed, rows_changed=done.rows_changed,
-                   duplicate_rows=int(str(done.ledger_row["duplicate_rows"])))
+    return record.loaded(done, duplicate_rows=int(str(done.ledger_row["duplicate_rows"])))
 
 
 def duplicate_rows(con: duckdb.DuckDBPyConnection, schema: str, day: date) -> int:
