@@ -119,6 +119,55 @@ _V4_SNAPSHOTS = (
 )
 
 
+# Where the rows came from (the Export API or Amplitude's storage export), and each object read:
+# its key (an archive member's name, or the bucket's key) and ETag (storage only).
+_OBJECTS = "STRUCT(\"key\" VARCHAR, etag VARCHAR, bytes BIGINT)[]"
+# Merged users: the organization's merged-ID files, and the one definition of a canonical id.
+# An id merged twice counts its first merge; a chain is followed to its end; a chain that runs
+# into a cycle (which Amplitude should never write) ends at the cycle's least id, so every id on
+# it gets the same answer and the walk stops.
+_V8_IDENTITY = (
+    "CREATE TABLE {schema}.merge_ids (scope BIGINT, merge_time TIMESTAMPTZ, "
+    "merge_server_time TIMESTAMPTZ, amplitude_id BIGINT, merged_amplitude_id BIGINT, "
+    "_upload_hour TIMESTAMPTZ, _source_key VARCHAR)",
+    f"CREATE TABLE {{schema}}._merge_loads (upload_hour TIMESTAMPTZ PRIMARY KEY, rows BIGINT, "
+    f"objects {_OBJECTS}, landing_version VARCHAR, fetched_at TIMESTAMPTZ, "
+    "load_seconds DOUBLE, loaded_at TIMESTAMPTZ, rows_added BIGINT, rows_removed BIGINT, "
+    "rows_changed BIGINT)",
+    """CREATE VIEW {schema}.identity_merges AS
+WITH RECURSIVE edge AS (
+    SELECT amplitude_id,
+           arg_min(merged_amplitude_id, (merge_server_time, merged_amplitude_id)) AS merged_into
+    FROM {schema}.merge_ids
+    WHERE amplitude_id IS NOT NULL AND merged_amplitude_id IS NOT NULL
+      AND amplitude_id <> merged_amplitude_id
+    GROUP BY amplitude_id
+), walk AS (
+    SELECT amplitude_id, merged_into AS reached, [amplitude_id, merged_into] AS path FROM edge
+    UNION ALL
+    SELECT walk.amplitude_id, edge.merged_into, list_append(walk.path, edge.merged_into)
+    FROM walk JOIN edge ON edge.amplitude_id = walk.reached
+    WHERE NOT list_contains(walk.path, edge.merged_into)
+), ends AS (
+    SELECT amplitude_id, arg_max(reached, len(path)) AS reached, arg_max(path, len(path)) AS path
+    FROM walk GROUP BY amplitude_id
+)
+SELECT ends.amplitude_id,
+       CASE WHEN edge.merged_into IS NULL THEN ends.reached
+            ELSE list_min(ends.path[list_position(ends.path, edge.merged_into):]) END
+           AS canonical_amplitude_id
+FROM ends LEFT JOIN edge ON edge.amplitude_id = ends.reached""",
+    """CREATE VIEW {schema}.user_identity AS
+SELECT ids.amplitude_id, coalesce(m.canonical_amplitude_id, ids.amplitude_id)
+           AS canonical_amplitude_id, m.canonical_amplitude_id IS NOT NULL AS merged
+FROM (SELECT amplitude_id FROM {schema}.events WHERE amplitude_id IS NOT NULL
+      UNION SELECT amplitude_id FROM {schema}.merge_ids WHERE amplitude_id IS NOT NULL
+      UNION SELECT merged_amplitude_id FROM {schema}.merge_ids
+      WHERE merged_amplitude_id IS NOT NULL) AS ids
+LEFT JOIN {schema}.identity_merges AS m USING (amplitude_id)""",
+)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "{schema}.events and its ledger {schema}._loads", _create_or_adopt_v1),
     # The ledger names the fetch (landing version) the loaded rows came from.
@@ -156,6 +205,14 @@ MIGRATIONS: tuple[Migration, ...] = (
     # (pipeline/mixpanel/migrations.py adopts them), and the number stays taken.
     Migration(7, "Mixpanel's tables belong to the Mixpanel source's own schema versions",
               nothing),
+    Migration(8, "the ledger records each load's source and objects; merged users and "
+              "canonical ids", statements(
+        # every load so far came from the API (an UPDATE cannot follow an ALTER in one
+        # transaction in DuckDB, a default can)
+        "ALTER TABLE {schema}._loads ADD COLUMN source VARCHAR DEFAULT 'api'",
+        f"ALTER TABLE {{schema}}._loads ADD COLUMN objects {_OBJECTS}",
+        *_V8_IDENTITY,
+    )),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

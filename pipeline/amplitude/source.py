@@ -30,6 +30,7 @@ HOUR_FOLDER = "upload_date=%Y-%m-%d/upload_hour=%H"
 class AmplitudeSource(Source):
     name = "amplitude"
     relations = ("events", "_loads", "_rejects", "_snapshot_loads", "_cohort_downloads",
+                 "merge_ids", "_merge_loads", "identity_merges", "user_identity",
                  *(f"{table}{suffix}" for table in migrations.SNAPSHOT_TABLES
                    for suffix in ("", "_current")))
 

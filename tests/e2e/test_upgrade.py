@@ -19,6 +19,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from pipeline.amplitude import migrations as amplitude_migrations
 from simulator import HourProfile, Simulator, SimulatorConfig
 from tests.conftest import AMPLITUDE
 from tests.e2e.conftest import canonical, served_rows
@@ -108,7 +109,9 @@ def test_a_demo_made_by_the_previous_release_upgrades_in_place(tmp_path):
                   for r in cursor.fetchall()}
         assert loaded == expected and len(loaded) == DEMO.hour_count(NEXT) > 0
         assert con.execute("SELECT max(version) FROM amplitude._schema_versions").fetchone() \
-            == (7,)
+            == (amplitude_migrations.LATEST_VERSION,)
+        assert con.execute("SELECT source, count(*) FROM amplitude._loads GROUP BY ALL"
+                           ).fetchall() == [("api", 25)]
         assert con.execute("SELECT count(*), count(DISTINCT project) FROM amplitude_all.events"
                            ).fetchone() == (sum(n for _, n, _ in after), 1)
     # A Mixpanel project configured later adopts the tables the old release made.

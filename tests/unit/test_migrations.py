@@ -127,6 +127,9 @@ def test_a_previous_release_warehouse_is_upgraded_in_place(tmp_path):
         assert con.execute(LEDGER).fetchall() == OLD_LEDGER
         assert con.execute("SELECT landing_version, fetched_at FROM amplitude._loads"
                            ).fetchall() == [(None, None)] * 2
+        # every hour the first release loaded came from the Export API; it named no objects
+        assert con.execute("SELECT source, objects FROM amplitude._loads").fetchall() == [
+            ("api", None)] * 2
         assert con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE "
                            "schema_name = 'amplitude' AND table_name = '_rejects' "
                            "ORDER BY column_index").fetchall() == [
