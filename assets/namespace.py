@@ -46,6 +46,11 @@ class Names:
         return self.namespace
 
     @property
+    def storage_resource(self) -> str:
+        """The key of the project's storage-export (and merged-ID files) resource."""
+        return f"{self.namespace}_storage"
+
+    @property
     def export_pool(self) -> str:
         """At most this many of the project's exports at once (dagster.yaml: 1)."""
         return f"{self.namespace}_export"

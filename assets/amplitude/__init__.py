@@ -15,7 +15,7 @@ from assets.partitions import upload_hour_partitions
 from pipeline.amplitude.settings import AmplitudeOptions
 from pipeline.settings import SharedSettings
 from pipeline.source import Project
-from resources import AmplitudeExportResource
+from resources import AmplitudeExportResource, AmplitudeStorageResource
 
 
 def client_resource(names: Names, options: AmplitudeOptions,
@@ -31,9 +31,28 @@ def client_resource(names: Names, options: AmplitudeOptions,
         refetch_after_hours=options.refetch_after_hours)
 
 
+def storage_resource(options: AmplitudeOptions,
+                     shared: SharedSettings) -> AmplitudeStorageResource:
+    """The bucket of the project's storage export and merged-ID files: its own keys (through
+    ``EnvVar``) where set, else the standard AWS ones, else the AWS tools' own chain."""
+    keys = options.storage_key_variables() or (
+        ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if shared.aws_access_key_id else None)
+    secrets: dict[str, Any] = ({"access_key_id": dg.EnvVar(keys[0]),
+                                "secret_access_key": dg.EnvVar(keys[1]),
+                                "key_variables": " and ".join(keys)} if keys else {})
+    return AmplitudeStorageResource(
+        url=options.storage_url, merge_ids_url=options.merges_url, project_id=options.project_id,
+        endpoint_url=(options.storage_endpoint_url or shared.aws_endpoint_url_s3
+                      or shared.aws_endpoint_url),
+        region=options.storage_region or shared.aws_region or shared.aws_default_region
+        or "us-east-1",
+        markers=options.storage_markers, ready_after_hours=options.storage_ready_after_hours,
+        **secrets)
+
+
 def defs(project: Project, options: AmplitudeOptions, shared: SharedSettings) -> dg.Definitions:
     names = Names(project)
-    hours = upload_hour_partitions(options.start, options.lag_hours)
+    hours = upload_hour_partitions(options.start, options.partition_lag_hours)
     days = snapshot_days(options.start.date())
     return dg.Definitions.merge(
         dg.Definitions(
@@ -41,5 +60,7 @@ def defs(project: Project, options: AmplitudeOptions, shared: SharedSettings) ->
                     *build_snapshot_assets(names, options, days),
                     *build_cohort_member_assets(names, options, days)],
             asset_checks=[build_freshness(names, options), build_reconciliation(names, options)],
-            resources={names.resource: client_resource(names, options, shared)}),
+            resources={names.resource: client_resource(names, options, shared),
+                       **({names.storage_resource: storage_resource(options, shared)}
+                          if options.from_storage or options.org_id else {})}),
         build_jobs(names, options))

@@ -8,6 +8,7 @@ so one body serves a single hour and a backfilled range; figures are reported pe
 """
 
 import warnings
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,14 @@ from assets.namespace import OWNERS, WAREHOUSE_POOL, Names
 from assets.partitions import partition_key, run_hours
 from assets.range_run import Check, RangeRun
 from pipeline import source
-from pipeline.amplitude.fetching import HourRefused, fetch_and_land, hours_to_fetch
+from pipeline.amplitude.fetching import (
+    HourFetched,
+    HourRefused,
+    HourReused,
+    fetch_and_land,
+    hours_to_fetch,
+    land_from_storage,
+)
 from pipeline.amplitude.hour_checks import SPECS, check_hour
 from pipeline.amplitude.hour_parquet import write_hour_parquet
 from pipeline.amplitude.landing import AmplitudeLake, LandedHour
@@ -29,7 +37,12 @@ from pipeline.amplitude.schema import EVENT_COLUMNS
 from pipeline.amplitude.settings import AmplitudeOptions
 from pipeline.lake import LakeError
 from pipeline.partition_swap import RowDropRefused
-from resources import AmplitudeExportResource, LakeResource, WarehouseResource
+from resources import (
+    AmplitudeExportResource,
+    AmplitudeStorageResource,
+    LakeResource,
+    WarehouseResource,
+)
 
 # single_run() is what makes a range one run with few export requests; its beta flag is noise.
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
@@ -59,8 +72,15 @@ def project_lake(context: dg.AssetExecutionContext, names: Names) -> AmplitudeLa
     return store
 
 
+def reuse_figures(reused: HourReused, now: datetime) -> dict[str, Any]:
+    landed = reused.landed
+    return {"reused_landing": landed.version, "source": landed.source,
+            "landing_age_hours": round((now - landed.fetched_at).total_seconds() / 3600, 2)}
+
+
 def landing_figures(landed: LandedHour) -> dict[str, Any]:
-    return {"archive_members": len(landed.members), "bytes_downloaded": landed.member_bytes,
+    return {"source": landed.source, "archive_members": len(landed.members),
+            "bytes_downloaded": landed.member_bytes,
             "requests": round(landed.requests, 3), "window_requests": landed.window_requests,
             "window_hours": landed.window_hours, "fetch_seconds": round(landed.fetch_seconds, 3),
             "request_window": landed.request_window}
@@ -81,43 +101,59 @@ def build_event_assets(names: Names, options: AmplitudeOptions,
     common: dict[str, Any] = {"partitions_def": partitions, "group_name": names.group,
                               "backfill_policy": dg.BackfillPolicy.single_run(), "owners": OWNERS}
 
+    source_keys = {names.storage_resource if options.from_storage else names.resource}
+
     @dg.asset(
-        key=raw_key, pool=names.export_pool, kinds={"amplitude", "file"}, code_version="2",
-        required_resource_keys={names.resource, "lake", "warehouse"},
-        description="The export archive's gzip members, byte for byte, one landing folder per "
-        "upload hour. Fetched in windows of up to max_window_hours; oversized windows halve, and "
-        "so do windows whose archive stays damaged, until the bad hours stand alone.",
+        key=raw_key, pool=names.export_pool, kinds={"amplitude", "file"}, code_version="3",
+        required_resource_keys={*source_keys, "lake", "warehouse"},
+        description="The hour's gzip files, byte for byte, one landing folder per upload hour: "
+        + ("the objects of Amplitude's storage export, read once the hour's marker is written, "
+           "again whenever Amplitude rewrites them." if options.from_storage else
+           "the Export API's archive members, fetched in windows of up to max_window_hours; "
+           "oversized windows halve, and so do windows whose archive stays damaged, until the "
+           "bad hours stand alone."),
         **common,
     )
     def raw_export(context: dg.AssetExecutionContext,
                    config: FetchConfig) -> dg.MaterializeResult:
-        amplitude: AmplitudeExportResource = getattr(context.resources, names.resource)
         store = project_lake(context, names)
         run = RangeRun(context, raw_key, context.partition_keys, unit=UNIT)
         store.tidy(names.namespace, "export")
-        now = datetime.now(UTC)
-        fetch, reuse = hours_to_fetch(store, run_hours(context), now=now, refetch=config.refetch,
+        now, hours, run_id = datetime.now(UTC), run_hours(context), context.run.run_id
+        if options.from_storage:
+            storage: AmplitudeStorageResource = getattr(context.resources,
+                                                        names.storage_resource)
+            outcomes = land_from_storage(storage.export(), store, hours, now=now,
+                                         refetch=config.refetch, run_id=run_id)
+        else:
+            outcomes = land_from_api(context, store, hours, now=now, refetch=config.refetch)
+        for outcome in outcomes:
+            if isinstance(outcome, HourRefused):
+                key = partition_key(outcome.upload_hour)
+                run.note(key, {"refused": outcome.refusal.cause})
+                run.fail(key, str(outcome.refusal))
+            elif isinstance(outcome, HourReused):
+                run.ok(partition_key(outcome.landed.upload_hour), reuse_figures(outcome, now))
+            else:
+                run.ok(partition_key(outcome.landed.upload_hour),
+                       landing_figures(outcome.landed))
+        return run.finish(fail_step=False)  # the load fails the refused hours
+
+    def land_from_api(context: dg.AssetExecutionContext, store: AmplitudeLake,
+                      hours: list[datetime], *, now: datetime,
+                      refetch: bool) -> Iterator[HourFetched | HourReused | HourRefused]:
+        amplitude: AmplitudeExportResource = getattr(context.resources, names.resource)
+        fetch, reuse = hours_to_fetch(store, hours, now=now, refetch=refetch,
                                       refetch_after=timedelta(hours=amplitude.refetch_after_hours))
-        for landed in reuse:
-            run.ok(partition_key(landed.upload_hour), {
-                "reused_landing": landed.version,
-                "landing_age_hours": round((now - landed.fetched_at).total_seconds() / 3600, 2)})
         if reuse:
             context.log.info(f"{len(reuse)} hour(s) landed less than "
                              f"{amplitude.refetch_after_hours} h ago are not fetched again "
                              "(run config refetch: true fetches them)")
+        yield from (HourReused(landed) for landed in reuse)
         with amplitude.client() as client, store.scratch() as scratch:
-            for outcome in fetch_and_land(client, store, fetch, scratch, now=now,
-                                          max_window_hours=amplitude.max_window_hours,
-                                          lag_hours=amplitude.lag_hours, run_id=context.run.run_id):
-                if isinstance(outcome, HourRefused):
-                    key = partition_key(outcome.upload_hour)
-                    run.note(key, {"refused": outcome.refusal.cause})
-                    run.fail(key, str(outcome.refusal))
-                else:
-                    run.ok(partition_key(outcome.landed.upload_hour),
-                           landing_figures(outcome.landed))
-        return run.finish(fail_step=False)  # the load fails the refused hours
+            yield from fetch_and_land(client, store, fetch, scratch, now=now,
+                                      max_window_hours=amplitude.max_window_hours,
+                                      lag_hours=amplitude.lag_hours, run_id=context.run.run_id)
 
     @dg.asset(
         key=parquet_key, deps=[raw_key], kinds={"parquet"}, code_version=PARSER_VERSION,

@@ -1,11 +1,14 @@
 """One Amplitude project's jobs and their schedules, all stopped until switched on in the UI:
-hourly loads, the late-data re-fetch, the daily snapshots, freshness and reconciliation."""
+hourly loads (a schedule from the Export API, a sensor from the storage export), the late-data
+re-fetch, the daily snapshots, freshness and reconciliation."""
 
 from datetime import timedelta
+from typing import Any
 
 import dagster as dg
 
 from assets.amplitude.checks import freshness_key, reconcile_keys
+from assets.amplitude.storage_sensor import build_storage_sensor
 from assets.namespace import Names
 from assets.partitions import partition_key
 from pipeline.amplitude.settings import AmplitudeOptions
@@ -35,7 +38,9 @@ def build_jobs(names: Names, options: AmplitudeOptions) -> dg.Definitions:
     reconcile = dg.define_asset_job(
         names.name("reconcile"), selection=dg.AssetSelection.checks(*reconcile_keys(names)),
         description="Reconcile settled days with Amplitude's own daily counts.")
-    refetch = {"ops": {f"{names.namespace}__raw_export": {"config": {"refetch": True}}}}
+    # The storage export is listed anew every run: what Amplitude rewrote is read again anyway.
+    refetch = ({} if options.from_storage else
+               {"ops": {f"{names.namespace}__raw_export": {"config": {"refetch": True}}}})
 
     @dg.schedule(job=late, cron_schedule="40 * * * *", execution_timezone="UTC",
                  default_status=STOPPED, name=names.name("late_data_schedule"),
@@ -57,14 +62,17 @@ def build_jobs(names: Names, options: AmplitudeOptions) -> dg.Definitions:
         day = context.scheduled_execution_time.date()
         return dg.RunRequest(run_key=f"snapshots-{day}", partition_key=day.isoformat())
 
+    # Each tick asks for the newest partition, which the lag makes the newest ready hour; the
+    # storage export's hours are ready when Amplitude says so, which the sensor watches.
+    hourly_start: list[Any] = ([] if options.from_storage else [
+        dg.build_schedule_from_partitioned_job(hourly, minute_of_hour=10,
+                                               name=names.name("hourly_schedule"),
+                                               default_status=STOPPED)])
     return dg.Definitions(
         jobs=[hourly, late, snapshots, freshness, reconcile],
+        sensors=[build_storage_sensor(names, options, hourly)] if options.from_storage else [],
         schedules=[
-            # Each tick asks for the newest partition, which the lag makes the newest ready hour.
-            dg.build_schedule_from_partitioned_job(hourly, minute_of_hour=10,
-                                                   name=names.name("hourly_schedule"),
-                                                   default_status=STOPPED),
-            late_data_schedule, snapshots_schedule,
+            *hourly_start, late_data_schedule, snapshots_schedule,
             dg.ScheduleDefinition(
                 job=freshness, cron_schedule="*/30 * * * *", execution_timezone="UTC",
                 name=names.name("freshness_schedule"), default_status=STOPPED,

@@ -1,10 +1,16 @@
 """A run's upload hours into the lake: which to fetch, and one bad hour costing only itself.
 
-Amplitude serves a window of hours as one archive, so one damaged member spoils a whole window.
-A window whose archive stays bad after the client's retries is halved, and halved again, until the
-bad hours stand alone: a bad hour in a 24-hour window costs about ten more requests
-(1 + 2 log2 24) and no good hour. Causes that are not the data's (credentials, a refused
-connection, an hour over the cap) stop the run at once: every other window would meet them too.
+From the Export API: Amplitude serves a window of hours as one archive, so one damaged member
+spoils a whole window. A window whose archive stays bad after the client's retries is halved,
+and halved again, until the bad hours stand alone: a bad hour in a 24-hour window costs about
+ten more requests (1 + 2 log2 24) and no good hour. Causes that are not the data's (credentials,
+a refused connection, an hour over the cap) stop the run at once: every other window would meet
+them too.
+
+From the storage export: the bucket is listed a day at a time and each hour landed alone, so
+a bad hour (no marker yet, a refused object, objects rewritten while read) costs itself; an
+hour whose objects are exactly those landed before is not read again, and one Amplitude rewrote
+(a backfill) is, whole. A bucket that cannot be read at all stops the run.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from pipeline.amplitude.archive import ArchiveError
 from pipeline.amplitude.export import ExportClient, fetch_windows
 from pipeline.amplitude.landing import AmplitudeLake, LandedHour
 from pipeline.amplitude.refusals import hour_refusals
+from pipeline.amplitude.storage_export import StorageExport
 from pipeline.hours import ExportWindow, plan_windows
 from pipeline.refusals import Refusal
 
@@ -52,6 +59,11 @@ def hours_to_fetch(lake: AmplitudeLake, hours: Sequence[datetime], *, now: datet
 
 @dataclass(frozen=True)
 class HourFetched:
+    landed: LandedHour
+
+
+@dataclass(frozen=True)
+class HourReused:
     landed: LandedHour
 
 
@@ -94,3 +106,33 @@ def fetch_and_land(client: ExportClient, lake: AmplitudeLake, hours: Sequence[da
             refusal = refusals.record(rest[0], "fetch", str(error), run_id)
             log.error("%s", refusal)
             yield HourRefused(rest[0], refusal)
+
+
+def land_from_storage(export: StorageExport, lake: AmplitudeLake, hours: Sequence[datetime], *,
+                      now: datetime, refetch: bool, run_id: str,
+                      ) -> Iterator[HourFetched | HourReused | HourRefused]:
+    """Land each of ``hours`` from the storage export, or reuse its landing if the bucket still
+    holds exactly the objects it was read from (``refetch`` reads them again regardless)."""
+    refusals = hour_refusals(lake)
+    listed = export.list_hours(hours)
+    for hour in hours:
+        objects = listed[hour]
+        why = export.not_ready(objects, now)
+        landed = lake.landed_or_none(hour)
+        if why is None and not refetch and landed is not None and landed.source == "storage" \
+                and landed.signature == objects.signature \
+                and refusals.get(hour, "fetch") is None:
+            yield HourReused(landed)
+            continue
+        if why is None:
+            try:
+                fetched = lake.land_stored(export, objects)
+            except WINDOW_DATA_ERRORS as error:
+                why = str(error)
+            else:
+                refusals.clear(hour, "fetch")
+                yield HourFetched(fetched)
+                continue
+        refusal = refusals.record(hour, "fetch", why, run_id)
+        log.error("%s", refusal)
+        yield HourRefused(hour, refusal)

@@ -1,5 +1,6 @@
 """Amplitude's export in the lake: an archive sorted into per-hour landings, and the hour's Parquet.
 
+An hour of Amplitude's storage export lands the same way, one landing folder per upload hour.
 Layout (``pipeline/lake.py`` says how each is replaced atomically)::
 
     landing/amplitude/export/upload_date=2026-03-01/upload_hour=07/_manifest.json
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -20,14 +22,17 @@ from typing import Any
 
 from pipeline.amplitude.archive import ArchiveError, ArchiveReader, Member, window_label
 from pipeline.amplitude.export import Download
+from pipeline.amplitude.storage_export import HourObjects, StorageExport
 from pipeline.lake import Lake, LakeError, hour_partition
 
 
 @dataclass(frozen=True)
 class LandedMember:
-    name: str  # as named in the archive
+    name: str  # as named in the archive, or the object's key below the storage export's prefix
     file: str  # as stored in the landing folder
     bytes: int
+    key: str | None = None  # storage export: the object's whole key in the bucket
+    etag: str | None = None  # storage export: its ETag when read
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,19 @@ class LandedHour:
     window_member_bytes: int
     members: list[LandedMember] = field(default_factory=list)
     fetched_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    source: str = "api"  # "api": an Export API archive; "storage": Amplitude's storage export
+
+    @property
+    def signature(self) -> frozenset[tuple[str, str]]:
+        """The objects read, as (key, ETag): a storage-export hour whose listing still shows
+        exactly these need not be read again."""
+        return frozenset((m.key or m.name, m.etag or "") for m in self.members)
+
+    @property
+    def objects(self) -> list[dict[str, object]]:
+        """What the ledger records of each object read."""
+        return [{"key": m.key or m.name, "etag": m.etag, "bytes": m.bytes}
+                for m in self.members]
 
     @property
     def member_bytes(self) -> int:
@@ -148,6 +166,30 @@ class AmplitudeLake(Lake):
         for hour in staged_hours:  # every version folder is in place: point the manifests
             self.commit(self.landing_dir(hour.upload_hour), hour.version, hour.to_json())
         return staged_hours
+
+    def land_stored(self, export: StorageExport, hour: HourObjects) -> LandedHour:
+        """Land one hour of Amplitude's storage export, superseding what was there.
+
+        The hour's parts are staged, then the hour is listed again: if anything moved meanwhile
+        (``HourChanged``), or a part is refused, nothing is committed and the landing stays as
+        it was.
+        """
+        started, requests = time.monotonic(), export.requests.total
+        with self.new_version(self.landing_dir(hour.upload_hour)) as (version, staged):
+            for part in hour.parts:
+                export.copy_part(part, staged / part.file_name)
+            export.unchanged(hour)
+        landed = LandedHour(
+            upload_hour=hour.upload_hour, version=version,
+            request_window=f"{export.location}/{export.project_id}/{export.project_id}_"
+            f"{hour.upload_hour:%Y-%m-%d}_{hour.upload_hour.hour}", window_hours=1,
+            window_requests=export.requests.total - requests,
+            window_fetch_seconds=time.monotonic() - started, window_member_bytes=hour.bytes,
+            members=[LandedMember(p.name, p.file_name, p.bytes, key=p.key, etag=p.etag)
+                     for p in hour.parts],
+            source="storage")
+        self.commit(self.landing_dir(hour.upload_hour), version, landed.to_json())
+        return landed
 
     def landed(self, upload_hour: datetime) -> LandedHour:
         landed = self.landed_or_none(upload_hour)

@@ -30,6 +30,8 @@ class LoadRecord(LedgerRow):
     request_window: str
     window_requests: int
     fetch_seconds: float
+    source: str | None = None  # "api" or "storage" (None: rebuilt without its landing)
+    objects: list[dict[str, object]] | None = None  # each object read: key, etag, bytes
 
     @classmethod
     def from_landing(cls, landed: LandedHour) -> LoadRecord:
@@ -37,7 +39,8 @@ class LoadRecord(LedgerRow):
         return cls(upload_hour=landed.upload_hour, archive_members=len(landed.members),
                    bytes_downloaded=landed.member_bytes, request_window=landed.request_window,
                    window_requests=landed.window_requests, fetch_seconds=landed.fetch_seconds,
-                   landing_version=landed.version, fetched_at=landed.fetched_at)
+                   landing_version=landed.version, fetched_at=landed.fetched_at,
+                   source=landed.source, objects=landed.objects)
 
 
 def load_hour(con: duckdb.DuckDBPyConnection, schema: str, parquet: str | Path,

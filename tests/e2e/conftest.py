@@ -125,11 +125,12 @@ def _ts(text: str | None) -> datetime | None:
     return datetime.strptime(text, fmt).replace(tzinfo=UTC)
 
 
-def served_rows(sim: Simulator, hour: datetime) -> dict[str, dict]:
-    """Each served line, keyed by uuid, in the shape the warehouse should hold it (by the
-    tests' own mapping, ``tests/expected.py``)."""
+def served_rows(sim: Simulator, hour: datetime,
+                lines: list[bytes] | None = None) -> dict[str, dict]:
+    """Each served line (or each of ``lines``: what a bucket holds), keyed by uuid, in the shape
+    the warehouse should hold it (by the tests' own mapping, ``tests/expected.py``)."""
     rows = {}
-    for raw in sim.hour_lines(hour):
+    for raw in sim.hour_lines(hour) if lines is None else lines:
         line = json.loads(raw)
         row = {}
         for key, (name, _) in AMPLITUDE_FIELDS.items():
@@ -166,9 +167,10 @@ def parquet_rows(path: PurePath, lake: AmplitudeLake | None = None) -> dict[str,
     return {r["uuid"]: canonical(r) for r in table.to_pylist()}
 
 
-def served_uuids(sim: Simulator, hour: datetime) -> list[str]:
+def served_uuids(sim: Simulator, hour: datetime, lines: list[bytes] | None = None) -> list[str]:
     """Every served line's uuid, sorted, one per line (a uuid served twice is here twice)."""
-    return sorted(json.loads(raw)["uuid"] for raw in sim.hour_lines(hour))
+    return sorted(json.loads(raw)["uuid"]
+                  for raw in (sim.hour_lines(hour) if lines is None else lines))
 
 
 def warehouse_uuids(con: duckdb.DuckDBPyConnection, hour: datetime) -> list[str]:
@@ -178,15 +180,17 @@ def warehouse_uuids(con: duckdb.DuckDBPyConnection, hour: datetime) -> list[str]
     ).fetchall()]
 
 
-def assert_hour_matches_served(project: Project, hour: datetime) -> None:
-    """DuckDB and Parquet hold exactly what the simulator served for ``hour``, field by field,
-    one row per served line (no copy lost, none doubled)."""
-    expected = served_rows(project.sim, hour)
-    uuids = served_uuids(project.sim, hour)
+def assert_hour_matches_served(project: Project, hour: datetime,
+                               lines: list[bytes] | None = None) -> None:
+    """DuckDB and Parquet hold exactly what the simulator served for ``hour`` (or ``lines``,
+    what a bucket holds), field by field, one row per line (no copy lost, none doubled)."""
+    expected = served_rows(project.sim, hour, lines)
+    uuids = served_uuids(project.sim, hour, lines)
     with project.warehouse() as con:
         loaded = warehouse_rows(con, hour)
         assert warehouse_uuids(con, hour) == uuids
-    assert len(loaded) == len(expected) == len(uuids) == project.sim.hour_count(hour)
+    count = project.sim.hour_count(hour) if lines is None else len(lines)
+    assert len(loaded) == len(expected) == len(uuids) == count
     assert loaded == expected
     lake = project.lake
     path = lake.events_file(hour)

@@ -51,5 +51,6 @@ def test_every_credential_is_a_declared_secret():
     assert {"AMPLITUDE_API_KEY", "AMPLITUDE_SECRET_KEY", "MIXPANEL_API_SECRET",
             "MIXPANEL_SERVICE_ACCOUNT_USERNAME", "MIXPANEL_SERVICE_ACCOUNT_SECRET",
             "WAREHOUSE_CATALOG", "LIMITS_DSN", "ALERT_WEBHOOK_URL", "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "DAGSTER_PG_PASSWORD"} == names
+            "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "DAGSTER_PG_PASSWORD",
+            "AMPLITUDE_STORAGE_ACCESS_KEY_ID", "AMPLITUDE_STORAGE_SECRET_ACCESS_KEY"} == names
     assert "WEB_KEY" in credentials(["WEB_KEY"])  # a YAML project's own variables join them
