@@ -15,6 +15,7 @@ import dagster as dg
 
 from assets import components
 from assets.alerts import ALERT_SENSORS
+from assets.amplitude.merge_ids import build_merge_ids
 from assets.analytics import build_analytics_assets
 from assets.components import (
     Declared,
@@ -54,6 +55,16 @@ def shared_resources(shared: SharedSettings, projects: Sequence[Declared]) -> di
     }
 
 
+def asset_keys(defs: dg.Definitions) -> set[dg.AssetKey]:
+    keys: set[dg.AssetKey] = set()
+    for item in defs.assets or ():
+        if isinstance(item, dg.AssetsDefinition):
+            keys.update(item.keys)
+        elif isinstance(item, dg.AssetSpec | dg.SourceAsset):
+            keys.add(item.key)
+    return keys
+
+
 def build_defs(env: Mapping[str, str] | None = None, *,
                defs_module: str = DEFS_MODULE) -> dg.Definitions:
     """The definitions for ``env`` (default: the process's environment) and the YAML projects
@@ -64,12 +75,18 @@ def build_defs(env: Mapping[str, str] | None = None, *,
         from_env = environment_projects(components.environment())
         tree, from_yaml = yaml_projects(defs_module)
         declared = [*from_env, *(c.declared("a YAML project") for c in from_yaml)]
-        return dg.Definitions.merge(
+        sources = dg.Definitions.merge(
             *(project_defs(d, shared) for d in from_env),
             tree.build_defs(),  # each YAML project (its component checks for a clash)
+            build_merge_ids([(d.project, d.options) for d in declared
+                             if d.project.source == "amplitude"]),  # one per organization
+        )
+        return dg.Definitions.merge(
+            sources,
             dg.Definitions(
                 assets=build_analytics_assets([d.project for d in declared],
-                                              [n for d in declared for n in d.credentials]),
+                                              [n for d in declared for n in d.credentials],
+                                              asset_keys(sources)),
                 sensors=[*ALERT_SENSORS],  # post to ALERT_WEBHOOK_URL (docs/alerts.md)
                 # A run's steps depend on each other, so separate step processes buy no
                 # parallelism and cost each step a fresh interpreter that imports Dagster and

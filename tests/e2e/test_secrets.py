@@ -67,7 +67,9 @@ def test_no_credential_appears_anywhere_on_any_path(tmp_path, caplog, monkeypatc
 
 
 DISTRIBUTED = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-               "WAREHOUSE_CATALOG", "DAGSTER_PG_PASSWORD", "LIMITS_DSN"}
+               "WAREHOUSE_CATALOG", "DAGSTER_PG_PASSWORD", "LIMITS_DSN",
+               "AMPLITUDE_STORAGE_ACCESS_KEY_ID", "AMPLITUDE_STORAGE_SECRET_ACCESS_KEY"}
+MERGE_IDS = dg.AssetKey(["amplitude", "merge_ids"])
 
 
 def test_no_credential_shows_with_the_lake_on_s3_and_a_postgres_catalog(
@@ -82,6 +84,13 @@ def test_no_credential_shows_with_the_lake_on_s3_and_a_postgres_catalog(
            "LAKE_SCRATCH": str(tmp_path / "scratch"),
            "WAREHOUSE_CATALOG": f"postgres:{catalog.dsn}",
            "LIMITS_DSN": postgres_dsn.server.create_database().dsn,
+           # the organization's merged ids from the bucket, with the export bucket's own keys
+           "AMPLITUDE_ORG_ID": "4242",
+           "AMPLITUDE_MERGE_IDS_URL": f"s3://{seaweed_s3.bucket}/export-{tmp_path.name}",
+           "AMPLITUDE_STORAGE_ACCESS_KEY_ID": seaweed_s3.key_id,
+           "AMPLITUDE_STORAGE_SECRET_ACCESS_KEY": seaweed_s3.secret,
+           "AMPLITUDE_STORAGE_ENDPOINT_URL": seaweed_s3.endpoint_url,
+           "AMPLITUDE_STORAGE_REGION": seaweed_s3.region,
            **postgres_dsn.env()}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -127,7 +136,9 @@ def check_no_credential_shows(tmp_path, caplog, monkeypatch, extra: dict[str, st
         secrets = secrets_in(env) | {"a wrong secret": "wrong-5e0f7a-credential",
                                      "a wrong Mixpanel secret": "mp-wrong-31c8-credential",
                                      "the second project's wrong secret":
-                                         "web-wrong-90ab-credential"} | (refused or {})
+                                         "web-wrong-90ab-credential",
+                                     "a wrong bucket secret": "bucket-wrong-7d1e-credential",
+                                     } | (refused or {})
         defs = build_defs(env, defs_module=module)
         today = datetime.now(UTC).date().isoformat()
 
@@ -179,6 +190,16 @@ def check_no_credential_shows(tmp_path, caplog, monkeypatch, extra: dict[str, st
         monkeypatch.setenv("WEB_AMPLITUDE_SECRET_KEY", WEB.secret_key)
         assert [o.success for o in web_outcomes] == [True, False]
         outcomes += web_outcomes
+        merges = [a for a in defs.assets if MERGE_IDS in a.keys]
+        if merges:  # the export bucket's keys: listed with them, then with a wrong secret
+            merge_outcomes = [run(merges, hour)]
+            monkeypatch.setenv("AMPLITUDE_STORAGE_SECRET_ACCESS_KEY",
+                               secrets["a wrong bucket secret"])
+            merge_outcomes.append(run(merges, hour))
+            monkeypatch.setenv("AMPLITUDE_STORAGE_SECRET_ACCESS_KEY",
+                               env["AMPLITUDE_STORAGE_SECRET_ACCESS_KEY"])
+            assert [o.success for o in merge_outcomes] == [True, False]
+            outcomes += merge_outcomes
         for outcome in outcomes:  # the alerts an operator would get, through the real poster
             evaluate(alert_on_failed_checks if outcome.success else alert_on_run_failure,
                      instance, outcome)
@@ -205,6 +226,8 @@ def check_no_credential_shows(tmp_path, caplog, monkeypatch, extra: dict[str, st
     assert "AMPLITUDE_API_KEY" in texts["errors"]  # errors name the variables instead
     assert "MIXPANEL_SERVICE_ACCOUNT_SECRET" in texts["errors"]
     assert "WEB_AMPLITUDE_API_KEY and WEB_AMPLITUDE_SECRET_KEY" in texts["errors"]
+    if "AMPLITUDE_ORG_ID" in extra:
+        assert "AMPLITUDE_STORAGE_ACCESS_KEY_ID" in texts["errors"]
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.suffix == ".parquet" for p in files) or "parquet" in lake_text
     for what, value in secrets.items():
