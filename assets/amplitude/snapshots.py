@@ -1,4 +1,5 @@
-"""One Amplitude project's daily snapshots: cohorts, the taxonomy, the events list, its counts.
+"""One Amplitude project's daily snapshots: cohorts, the taxonomy, the events list, its counts,
+chart annotations and categories.
 
 One partition is the snapshot taken on that UTC day, so history accumulates: only today's
 partition calls Amplitude, and a past day re-materializes from its own landing copy or is
@@ -20,7 +21,7 @@ import duckdb
 from assets.namespace import OWNERS, WAREHOUSE_POOL, Names
 from assets.range_run import Check, RangeRun
 from pipeline import engine
-from pipeline.amplitude import cohorts, dashboard, taxonomy
+from pipeline.amplitude import annotations, cohorts, dashboard, taxonomy
 from pipeline.amplitude.client import AmplitudeClient
 from pipeline.amplitude.settings import AmplitudeOptions
 from pipeline.lake import LakeError
@@ -36,6 +37,9 @@ KEYS = {
     "events_list": ("name",),
     "daily_counts": ("event_date",),
     "cohort_members": ("cohort_id", "amplitude_id"),
+    "annotations": ("id",),
+    "annotation_categories": ("id",),
+    "taxonomy_categories": ("id",),
 }
 
 
@@ -89,6 +93,14 @@ class RecordsSnapshot:
     fetch: Callable[[AmplitudeClient, Snapshots, date, Path], Fetch]
     list_path: str
     fields: tuple[Field, ...]
+    write: Callable[..., int] = write_records  # records → Parquet, as ``write_records`` is called
+    columns: tuple[tuple[str, str], ...] | None = None  # the table's, when not one per field
+
+    def column_schema(self) -> dg.TableSchema:
+        columns = self.columns or (*((f.name, f.duckdb_type) for f in self.fields),
+                                   ("_extras", "JSON"))
+        return dg.TableSchema(columns=[dg.TableColumn("snapshot_date", "DATE"),
+                                       *(dg.TableColumn(n, t) for n, t in columns)])
 
 
 def _event_types_of_day(snaps: Snapshots, day: date) -> list[str]:
@@ -134,6 +146,26 @@ SNAPSHOTS = (
         "this week's total, every field kept (unknown ones in _extras).",
         lambda client, snaps, day, staged: dashboard.fetch_events_list(client, staged),
         "$.data", dashboard.EVENTS_LIST_FIELDS),
+    RecordsSnapshot(
+        "annotations", "Chart annotations (GET /api/3/annotations) as of that day: releases, "
+        "campaigns, incidents; start and end as timestamps (end null for a point in time), the "
+        "category as category_id and category_name. The reconciliation names them beside a "
+        "mismatching day.",
+        lambda client, snaps, day, staged: annotations.fetch_annotations(client, staged),
+        "$.data", annotations.ANNOTATION_FIELDS, annotations.write_annotations,
+        annotations.ANNOTATION_COLUMNS),
+    RecordsSnapshot(
+        "annotation_categories", "The categories chart annotations are filed under "
+        "(GET /api/3/annotation-categories), as of that day.",
+        lambda client, snaps, day, staged: annotations.fetch_annotation_categories(
+            client, staged),
+        "$.data", annotations.CATEGORY_FIELDS),
+    RecordsSnapshot(
+        "taxonomy_categories", "The tracking plan's event categories (Taxonomy API "
+        "GET /api/2/taxonomy/category), as of that day; event types name theirs in "
+        "category.name.",
+        lambda client, snaps, day, staged: annotations.fetch_event_categories(client, staged),
+        "$.data", annotations.CATEGORY_FIELDS),
 )
 DEPS = {"taxonomy_event_properties": ["taxonomy_event_types"]}
 REFUSED = (SnapshotRefused, LakeError, RecordsError)  # a day that cannot be taken, named
@@ -149,10 +181,7 @@ def _records_asset(names: Names, spec: RecordsSnapshot,
               required_resource_keys={names.resource, "lake", "warehouse"},
               deps=[names.key(d) for d in DEPS.get(spec.key, [])],
               metadata={"dagster/table_name": names.table(spec.key),
-                        "dagster/column_schema": dg.TableSchema(columns=[
-                            dg.TableColumn("snapshot_date", "DATE"),
-                            *(dg.TableColumn(f.name, f.duckdb_type) for f in spec.fields),
-                            dg.TableColumn("_extras", "JSON")])},
+                        "dagster/column_schema": spec.column_schema()},
               check_specs=[c.spec(key, partitions) for c in day_checks(spec.key)],
               backfill_policy=dg.BackfillPolicy.single_run())
     def snapshot(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
@@ -170,9 +199,9 @@ def _records_asset(names: Names, spec: RecordsSnapshot,
                 files = snaps.paths(landing)
                 with engine.connect() as con, snaps.staged_table_file(spec.key, day) as out:
                     con.execute("SET TimeZone = 'UTC'")
-                    rows = write_records(con, files, spec.list_path, spec.fields, out,
-                                         what=f"{key.to_user_string()} for {day}",
-                                         constants={"snapshot_date": f"DATE '{day}'"})
+                    rows = spec.write(con, files, spec.list_path, spec.fields, out,
+                                      what=f"{key.to_user_string()} for {day}",
+                                      constants={"snapshot_date": f"DATE '{day}'"})
             except REFUSED as error:
                 run.fail(day.isoformat(), f"{day}: {error}")
                 continue

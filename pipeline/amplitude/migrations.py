@@ -168,6 +168,23 @@ LEFT JOIN {schema}.identity_merges AS m USING (amplitude_id)""",
 )
 
 
+# Chart annotations with their categories, and the tracking plan's event categories
+# (pipeline/amplitude/annotations.py names their fields), each with a view of its newest snapshot.
+ANNOTATION_TABLES = ("annotations", "annotation_categories", "taxonomy_categories")
+_V9_ANNOTATIONS = (
+    'CREATE TABLE {schema}.annotations (snapshot_date DATE NOT NULL, "id" BIGINT, '
+    '"start" TIMESTAMPTZ, "end" TIMESTAMPTZ, "label" VARCHAR, "details" VARCHAR, '
+    '"chart_id" VARCHAR, "category_id" BIGINT, "category_name" VARCHAR, _extras JSON)',
+    'CREATE TABLE {schema}.annotation_categories (snapshot_date DATE NOT NULL, "id" BIGINT, '
+    '"name" VARCHAR, _extras JSON)',
+    'CREATE TABLE {schema}.taxonomy_categories (snapshot_date DATE NOT NULL, "id" BIGINT, '
+    '"name" VARCHAR, _extras JSON)',
+    *(f"CREATE VIEW {{schema}}.{table}_current AS SELECT * FROM {{schema}}.{table} "
+      f"WHERE snapshot_date = (SELECT max(snapshot_date) FROM {{schema}}.{table})"
+      for table in ANNOTATION_TABLES),
+)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "{schema}.events and its ledger {schema}._loads", _create_or_adopt_v1),
     # The ledger names the fetch (landing version) the loaded rows came from.
@@ -213,6 +230,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         f"ALTER TABLE {{schema}}._loads ADD COLUMN objects {_OBJECTS}",
         *_V8_IDENTITY,
     )),
+    Migration(9, "daily snapshots of chart annotations, their categories and the tracking "
+              "plan's event categories", statements(*_V9_ANNOTATIONS)),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

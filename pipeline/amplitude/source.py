@@ -31,7 +31,8 @@ class AmplitudeSource(Source):
     name = "amplitude"
     relations = ("events", "_loads", "_rejects", "_snapshot_loads", "_cohort_downloads",
                  "merge_ids", "_merge_loads", "identity_merges", "user_identity",
-                 *(f"{table}{suffix}" for table in migrations.SNAPSHOT_TABLES
+                 *(f"{table}{suffix}"
+                   for table in (*migrations.SNAPSHOT_TABLES, *migrations.ANNOTATION_TABLES)
                    for suffix in ("", "_current")))
 
     @property

@@ -1,6 +1,7 @@
 """Daily snapshots through Dagster against the simulator: tables equal what it served."""
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -15,7 +16,8 @@ from tests.conftest import DAY, SMALL
 pytestmark = pytest.mark.slow
 TODAY = datetime.now(UTC).date()
 RECORD_ASSETS = ["cohorts", "taxonomy_event_types", "taxonomy_event_properties",
-                 "taxonomy_user_properties", "events_list"]
+                 "taxonomy_user_properties", "events_list", "annotations",
+                 "annotation_categories", "taxonomy_categories"]
 
 
 @pytest.fixture
@@ -93,6 +95,8 @@ def test_every_snapshot_holds_what_the_api_served_and_a_retake_is_idempotent(pro
     assert table(tmp_path, "SELECT event_type, totals FROM amplitude.events_list ORDER BY 1") == \
         sorted((e["value"], e["totals"]) for e in listed)
 
+    check_annotations_and_categories(sim, tmp_path)
+
     counts = sim.daily_counts()
     rows = table(tmp_path, "SELECT event_date, active_users, new_users, events, timezone "
                            "FROM amplitude.daily_counts_current WHERE events > 0 ORDER BY 1")
@@ -109,6 +113,34 @@ def test_every_snapshot_holds_what_the_api_served_and_a_retake_is_idempotent(pro
     ledger = table(tmp_path, "SELECT table_name, rows FROM amplitude._snapshot_loads "
                              "ORDER BY 1")
     assert {name for name, _ in ledger} == set(names)
+
+
+def instant(text):
+    """An annotation's ISO 8601 time as the instant it names (None stays None)."""
+    return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def check_annotations_and_categories(sim, tmp_path):
+    """Field for field what the simulator served: five annotations in four categories, one
+    filed under none (category null), one a point in time (end null)."""
+    served_notes = served(sim, "/api/3/annotations")["data"]
+    assert len(served_notes) == 5 and any(a["category"] is None for a in served_notes)
+    assert any(a["end"] is None for a in served_notes)
+    assert table(tmp_path, 'SELECT id, start, "end", label, details, category_id, '
+                           "category_name, chart_id, _extras FROM amplitude.annotations_current "
+                           "ORDER BY id") == sorted(
+        (a["id"], instant(a["start"]), instant(a["end"]), a["label"], a["details"],
+         (a["category"] or {}).get("id"), (a["category"] or {}).get("name"), a["chart_id"], None)
+        for a in served_notes)
+    categories = served(sim, "/api/3/annotation-categories")["data"]
+    assert len(categories) == 4
+    assert table(tmp_path, "SELECT id, name, _extras FROM amplitude.annotation_categories_current "
+                           "ORDER BY id") == sorted((c["id"], c["name"], None) for c in categories)
+    plan = served(sim, "/api/2/taxonomy/category")["data"]
+    assert plan and table(tmp_path, "SELECT id, name, _extras FROM "
+                                    "amplitude_all.taxonomy_categories_current WHERE project = "
+                                    "'default' ORDER BY id") == sorted(
+        (c["id"], c["name"], None) for c in plan)
 
 
 def test_a_past_day_rebuilds_from_its_landing_without_calling_amplitude(project):
@@ -145,13 +177,18 @@ def test_a_past_day_never_taken_is_refused_with_the_reason(project):
 def test_taxonomy_without_an_enterprise_plan_says_so_and_keeps_earlier_snapshots(project):
     sim, env, tmp_path = project
     instance = dg.DagsterInstance.ephemeral()
-    materialize(env, ["taxonomy_user_properties"], TODAY, instance)
-    before = table(tmp_path, "SELECT count(*) FROM amplitude.taxonomy_user_properties")
+    taxonomy = ["taxonomy_user_properties", "taxonomy_categories"]
+    materialize(env, taxonomy, TODAY, instance)
+    count = "SELECT (SELECT count(*) FROM amplitude.taxonomy_user_properties), " \
+            "(SELECT count(*) FROM amplitude.taxonomy_categories)"
+    before = table(tmp_path, count)
+    assert all(before[0])
     object.__setattr__(sim.config, "taxonomy_enabled", False)
-    result = materialize(env, ["taxonomy_user_properties"], TODAY, instance,
-                         raise_on_error=False)
+    result = materialize(env, taxonomy, TODAY, instance, raise_on_error=False)
     assert not result.success
     failure = str(result.all_events)
-    assert "Enterprise" in failure and "taxonomy user properties" in failure
+    for what in ("taxonomy user properties", "taxonomy categories"):
+        assert re.search(rf"\(403\) for {what} from .*?If the key is right, the Taxonomy API "
+                         "is only open to Amplitude Enterprise plans", failure), what
     assert sim.config.secret_key not in failure
-    assert table(tmp_path, "SELECT count(*) FROM amplitude.taxonomy_user_properties") == before
+    assert table(tmp_path, count) == before

@@ -224,8 +224,10 @@ def test_a_failing_new_migration_keeps_a_current_warehouse_usable_after_the_fix(
 def test_a_warehouse_newer_than_the_code_is_refused(tmp_path):
     path = tmp_path / "w.duckdb"
     with amplitude_warehouse(path).connect() as con:
-        con.execute("INSERT INTO amplitude._schema_versions VALUES (9, 'from the future', now())")
-    newer = rf"schema version 9, newer than version {LATEST_VERSION}.*Upgrade the code"
+        con.execute("INSERT INTO amplitude._schema_versions VALUES (?, 'from the future', now())",
+                    [LATEST_VERSION + 1])
+    newer = (rf"schema version {LATEST_VERSION + 1}, newer than version {LATEST_VERSION}"
+             ".*Upgrade the code")
     with pytest.raises(WarehouseError, match=newer), amplitude_warehouse(path).connect():
         pass
 
