@@ -25,7 +25,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -206,23 +206,30 @@ def _prune_invocations(target: Path, op_name: str) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def with_every_project(assets: dg.AssetsDefinition,
-                       namespaces: dict[str, list[str]]) -> dg.AssetsDefinition:
-    """Each model that reads a source's asset of its first project reads every project's."""
+def with_every_project(assets: dg.AssetsDefinition, namespaces: dict[str, list[str]],
+                       available: Collection[dg.AssetKey] | None = None) -> dg.AssetsDefinition:
+    """Each model that reads a source's asset of its first project reads every project's, of
+    those ``available`` (when given): a project without merged ids has no ``merge_ids`` asset,
+    and an organization's file is one asset, its first project's."""
     firsts = {ns[0]: ns[1:] for ns in namespaces.values()}
 
     def more(spec: dg.AssetSpec) -> dg.AssetSpec:
-        extra = [dg.AssetKey([other, *dep.asset_key.path[1:]]) for dep in spec.deps
-                 for other in firsts.get(dep.asset_key.path[0], [])]
-        return spec.merge_attributes(deps=extra) if extra else spec
+        named = [dep.asset_key for dep in spec.deps]
+        keys = [*named, *(dg.AssetKey([other, *key.path[1:]]) for key in named
+                          for other in firsts.get(key.path[0], []))]
+        kept = [key for key in keys
+                if available is None or key in available or key.path[0] == GROUP]
+        return spec if kept == named else spec.replace_attributes(deps=kept)
 
     return assets.map_asset_specs(more)
 
 
-def build_analytics_assets(projects: Sequence[Project],
-                           secrets: Sequence[str] = ()) -> list[dg.AssetsDefinition]:
-    """The models of the sources the deployment has, over every project of each; dbt runs
-    without ``secrets`` (every credential variable) in its environment."""
+def build_analytics_assets(projects: Sequence[Project], secrets: Sequence[str] = (),
+                           available: Collection[dg.AssetKey] | None = None,
+                           ) -> list[dg.AssetsDefinition]:
+    """The models of the sources the deployment has, over every project of each, downstream of
+    the source assets ``available`` (default: every one named); dbt runs without ``secrets``
+    (every credential variable) in its environment."""
     hidden = credentials(secrets)
     namespaces: dict[str, list[str]] = {}
     for p in projects:
@@ -258,7 +265,7 @@ def build_analytics_assets(projects: Sequence[Project],
             invocation = dbt.cli(["build"], context=context)
         yield from invocation.stream()
 
-    return [with_every_project(analytics, namespaces)]
+    return [with_every_project(analytics, namespaces, available)]
 
 
 if __name__ == "__main__":  # python -m assets.analytics [--force]

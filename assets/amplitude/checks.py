@@ -1,6 +1,7 @@
 """One Amplitude project's standalone checks, each on a schedule of its own: the events are fresh
 (so it fires when loads stop, not only when they run), and settled days match Amplitude's own
-daily counts."""
+daily counts. The reconciliation says whether it counted canonical users (merge rows loaded) or
+raw ids, and names the chart annotations of a mismatching day."""
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -64,29 +65,33 @@ def build_reconciliation(names: Names, options: AmplitudeOptions) -> dg.AssetChe
                                  additional_deps=[names.key("events")],
                                  description=f"Each settled day's {m.replace('_', ' ')} in the "
                                  f"warehouse equal Amplitude's ({names.table('daily_counts')}) "
-                                 f"within {tolerance:.1%}; late arrivals are reported, not "
-                                 "mismatches.")
+                                 f"within {tolerance:.1%}, users counted as Amplitude counts "
+                                 "them (merged ids once); late arrivals are reported, not "
+                                 "mismatches, and a mismatching day names its annotations.")
                for m, name in CHECKS.items()],
         pool=WAREHOUSE_POOL, name=f"reconcile_{names.namespace}",
     )
     def reconcile_with_amplitude(warehouse: WarehouseResource) -> Iterator[dg.AssetCheckResult]:
         with warehouse.writing() as con:  # migrated, in any mode (the pool keeps loads out)
-            results, unsettled = reconcile(con, project=names.project.name, timezone=zone,
-                                           settle_hours=settle, tolerance=tolerance)
+            compared = reconcile(con, project=names.project.name, timezone=zone,
+                                 settle_hours=settle, tolerance=tolerance)
         for measure, name in CHECKS.items():
-            days = [r for r in results if r.measure == measure]
+            days = [r for r in compared.results if r.measure == measure]
             mismatches = [r for r in days if not r.matches]
             yield dg.AssetCheckResult(
                 check_name=name, asset_key=names.key("daily_counts"), passed=not mismatches,
                 description="; ".join(map(str, mismatches[:10])) or None,
                 metadata={
                     "days_compared": len(days), "days_mismatched": len(mismatches),
-                    "days_not_settled": len(unsettled),
+                    "days_not_settled": len(compared.unsettled),
                     "late_events": sum(r.late for r in days) if measure == "events" else 0,
                     "per_day": dg.MetadataValue.json({
                         r.day.isoformat(): {"amplitude": r.amplitude, "warehouse": r.warehouse,
-                                            "late": r.late, "matches": r.matches}
+                                            "late": r.late, "matches": r.matches,
+                                            **({"annotations": list(r.annotations)}
+                                               if not r.matches else {})}
                         for r in days}),
+                    "users_counted": compared.users_counted,
                     "timezone": zone, "settle_hours": settle, "project": names.project.name,
                 })
 

@@ -446,7 +446,8 @@ def check_session_charts(query: Query, ref: Reference, project: str) -> None:
 
 def check_user_enhanced(query: Query, ref: Reference, project: str) -> None:
     got = query(
-        "SELECT amplitude_id, user_id, first_event_time, last_event_time, first_event_date, "
+        "SELECT canonical_amplitude_id, user_id, first_event_time, last_event_time, "
+        "first_event_date, "
         "total_events, active_days, devices, total_sessions, "
         "average_session_length_in_minutes FROM analytics.user_enhanced WHERE project = ?",
         [project])
@@ -540,10 +541,12 @@ def test_every_model_is_an_asset_downstream_of_what_it_reads_in_the_writers_pool
     keys = {k.to_user_string() for k in assets.keys}
     # an Amplitude deployment: the Amplitude models, no other source's
     models = {p.stem for p in (PROJECT_DIR / "models" / "amplitude").glob("*.sql")}
-    assert keys == {f"analytics/{m}" for m in models} and len(models) == 13
+    assert keys == {f"analytics/{m}" for m in models} and len(models) == 14
     deps = {k.to_user_string(): {d.to_user_string() for d in v}
             for k, v in assets.asset_deps.items()}
+    # no organization configured: no merge_ids asset, and no dependency on one
     assert deps["analytics/events_unique"] == {"amplitude/events"}
+    assert deps["analytics/user_identity"] == {"amplitude/events"}
     assert deps["analytics/sessions"] == {"analytics/events_unique", "amplitude/events_list"}
     assert deps["analytics/daily_active_users"] == {"analytics/events_unique",
                                                     "amplitude/events_list"}

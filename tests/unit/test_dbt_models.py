@@ -274,8 +274,9 @@ def test_models_on_hand_made_events(tmp_path, no_network):
                                (date(2026, 3, 9), "app_open"): [0, 0, 0, 0],
                                (date(2026, 3, 10), "app_open"): [1, 0, 1, 0]}
         users = {a: rest for a, *rest in rows(
-            con, "SELECT amplitude_id, first_event_date, total_events, total_sessions, "
-                 "active_days FROM analytics.user_enhanced WHERE amplitude_id IN (2, 4, 5)")}
+            con, "SELECT canonical_amplitude_id, first_event_date, total_events, total_sessions, "
+                 "active_days FROM analytics.user_enhanced WHERE canonical_amplitude_id "
+                 "IN (2, 4, 5)")}
         assert users == {2: [D1, 8, 3, 1], 4: [D1, 2, 1, 1], 5: [D1, 2, 0, 2]}
         enhanced = dict(rows(con, "SELECT uuid, session_event_number FROM analytics."
                                   "event_enhanced WHERE amplitude_id = 2"))
@@ -305,6 +306,27 @@ def test_models_on_hand_made_events(tmp_path, no_network):
     checks = {e.check_name: e.passed for e in again.get_asset_check_evaluations()}
     assert checks and all(checks.values()), checks
     assert no_network == []
+
+    # Amplitude merges users: 7 (anonymous) into 6, and 4 into 7, a chain that ends at 6.
+    # Merged users count once: on 1 March users 6 and 7 are one active user, and 4 and 7 are no
+    # new users of their own; user 6's ids together reach every step of the funnel.
+    with duckdb.connect(str(path)) as con:
+        con.execute("INSERT INTO amplitude.merge_ids (scope, merge_time, merge_server_time, "
+                    "amplitude_id, merged_amplitude_id) VALUES "
+                    "(-1, ?, ?, 7, 6), (-1, ?, ?, 4, 7)", [T, T, T + HOUR, T + HOUR])
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert rows(con, "SELECT amplitude_id, canonical_amplitude_id, merged FROM "
+                         "analytics.user_identity ORDER BY 1") == [
+            (a, 6 if a in (4, 7) else a, a in (4, 7)) for a in range(1, 12)]
+        assert dict(rows(con, "SELECT event_date, active_users FROM analytics."
+                              "daily_active_users WHERE event_date = DATE '2026-03-01'")) == {
+            D1: 7}
+        assert dict(rows(con, "SELECT event_date, new_users FROM analytics.daily_new_users "
+                              "WHERE new_users > 0")) == dates((1, 7), (2, 1), (3, 1))
+        assert rows(con, funnel.format(steps, "")) == [
+            ("default", 1, 1), ("default", 2, 1), ("default", 3, 1)]
+        assert rows(con, "SELECT count(DISTINCT canonical_amplitude_id) FROM "
+                         "analytics.events_unique WHERE amplitude_id IN (4, 6, 7)") == [(1,)]
 
 
 def test_two_projects_in_one_warehouse_keep_their_keys_zones_and_events_lists(tmp_path,
@@ -364,9 +386,9 @@ def test_two_projects_in_one_warehouse_keep_their_keys_zones_and_events_lists(tm
         assert by_project("SELECT project, bin, sessions FROM analytics."
                           "session_length_distribution WHERE sessions > 0") == {
             "default": {1: 1, 2: 1, 5: 1}, "web": {1: 1, 2: 1, 3: 1, 9: 1}}
-        assert by_project("SELECT project, amplitude_id, active_days FROM analytics."
-                          "user_enhanced WHERE amplitude_id = 5") == {"default": {5: 2},
-                                                                      "web": {5: 1}}
+        assert by_project("SELECT project, canonical_amplitude_id, active_days FROM analytics."
+                          "user_enhanced WHERE canonical_amplitude_id = 5") == {
+            "default": {5: 2}, "web": {5: 1}}
         assert by_project("SELECT project, uuid, session_event_number FROM analytics."
                           "event_enhanced WHERE amplitude_id = 4") == {
             "default": {"s5a": 1, "s5b": 2}, "web": {"s5a": 1, "s5b": 2}}
@@ -407,8 +429,9 @@ def test_a_deployment_gets_the_models_and_checks_of_its_sources_only():
         assert {k.path[1] for k in assets.keys} == set().union(*(models[s] for s in sources))
         assert {k.name for k in assets.check_keys} == set().union(*(tests[s] for s in sources))
         deps = {k.path[1]: {d.to_user_string() for d in v} for k, v in assets.asset_deps.items()}
-        if "amplitude" in sources:  # every project's events: the model reads them all
-            events = {f"{p.namespace}/events" for p in projects if p.source == "amplitude"}
+        if "amplitude" in sources:  # every project's events and merges: it reads them all
+            events = {f"{p.namespace}/{name}" for p in projects if p.source == "amplitude"
+                      for name in ("events", "merge_ids")}
             assert deps["events_unique"] == events
         if "mixpanel" in sources:
             assert deps["mixpanel_events_unique"] == {"mixpanel/events"}

