@@ -37,3 +37,5 @@ EVENTS ?= 1000000
 bench: $(INSTALLED)
 	$(BIN)/python scripts/bench.py --events $(EVENTS)
 	$(BIN)/python scripts/bench_mixpanel.py --events $(EVENTS)
+	$(BIN)/python scripts/bench_storage.py --events 1000000 --api
+	$(BIN)/python scripts/bench_storage.py --events 5000000

@@ -48,14 +48,17 @@ def _tree_rss_kb(root: int) -> int:
     return total
 
 
-def materialize(url: str, key: str, secret: str, hour: datetime, work: Path) -> dict:
+def materialize(url: str, key: str, secret: str, hour: datetime, work: Path,
+                extra_env: dict[str, str] | None = None) -> dict:
+    """``extra_env``: the settings of another way in (the storage export's)."""
     home = work / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, "DAGSTER_HOME": str(home), "AMPLITUDE_API_KEY": key,
            "AMPLITUDE_SECRET_KEY": secret, "AMPLITUDE_BASE_URL": url,
            "AMPLITUDE_START": f"{hour - timedelta(hours=1):%Y-%m-%dT%H}",
-           "WAREHOUSE_PATH": str(work / "warehouse.duckdb"), "LAKE_ROOT": str(work / "lake")}
+           "WAREHOUSE_PATH": str(work / "warehouse.duckdb"), "LAKE_ROOT": str(work / "lake"),
+           **(extra_env or {})}
     # An operator's instance exists before the run; creating it is not part of the run.
     subprocess.run([sys.executable, "-m", "dagster", "instance", "migrate"], env=env, cwd=ROOT,
                    check=True, capture_output=True)
@@ -79,8 +82,9 @@ def materialize(url: str, key: str, secret: str, hour: datetime, work: Path) -> 
         sampler.join()
     ended = time.time()
     if os.waitstatus_to_exitcode(status):
-        tail = (work / "dagster.log").read_text().splitlines()[-30:]
-        raise SystemExit("dagster asset materialize failed:\n" + "\n".join(tail))
+        lines = (work / "dagster.log").read_text().splitlines()
+        why = [line for line in lines if "upload hour" in line or "refused" in line][:8]
+        raise SystemExit("dagster asset materialize failed:\n" + "\n".join(why + lines[-30:]))
     return {"seconds": ended - started, "largest_process_mb": usage.ru_maxrss / 1024,
             "tree_mb": max(kb for _, kb in samples) / 1024,
             "phases": _phases(home, started, ended, samples)}
