@@ -49,11 +49,7 @@ def upload(s3, project_id: int, members: Path) -> int:
 
 def storage_env(s3, project_id: int) -> dict[str, str]:
     return {"AMPLITUDE_EVENTS_FROM": "storage", "AMPLITUDE_PROJECT_ID": str(project_id),
-            "AMPLITUDE_STORAGE_URL": f"s3://{s3.bucket}/{PREFIX}",
-            "AMPLITUDE_STORAGE_ACCESS_KEY_ID": s3.key_id,
-            "AMPLITUDE_STORAGE_SECRET_ACCESS_KEY": s3.secret,
-            "AMPLITUDE_STORAGE_ENDPOINT_URL": s3.endpoint_url,
-            "AMPLITUDE_STORAGE_REGION": s3.region}
+            "AMPLITUDE_STORAGE_URL": f"s3://{s3.bucket}/{PREFIX}", **s3.amplitude_storage_env()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api", action="store_true",
                         help="also load the hour from the Export API, as the reference")
     parser.add_argument("--cache", type=Path, default=ROOT / ".bench")
+    parser.add_argument("--phases", action="store_true",
+                        help="print each run's spans between the run's events, with the tree's "
+                        "peak in each")
     args = parser.parse_args(argv)
     args.cache.mkdir(exist_ok=True)
     from tests.servers.seaweed import seaweed_server
@@ -86,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                             sim.url, sim.config.api_key, sim.config.secret_key, hour,
                             Path(work) / f"{label.replace(' ', '-')}-{run}", {**env, **start})
                         results[label].append(result)
+                        if args.phases:
+                            bench_dagster.report(label, result)
                         print(f"run {run + 1} {label}: {result['seconds']:.1f} s, largest "
                               f"process {result['largest_process_mb']:.0f} MB, tree "
                               f"{result['tree_mb']:.0f} MB", flush=True)

@@ -43,10 +43,7 @@ def merged(seaweed_s3: SeaweedS3, tmp_path, monkeypatch):
             "AMPLITUDE_START": f"{FIRST:%Y-%m-%dT%H}",
             "AMPLITUDE_ORG_ID": str(ORG),  # events stay on the Export API
             "AMPLITUDE_MERGE_IDS_URL": f"s3://{seaweed_s3.bucket}/{prefix}",
-            "AMPLITUDE_STORAGE_ACCESS_KEY_ID": seaweed_s3.key_id,
-            "AMPLITUDE_STORAGE_SECRET_ACCESS_KEY": seaweed_s3.secret,
-            "AMPLITUDE_STORAGE_ENDPOINT_URL": seaweed_s3.endpoint_url,
-            "AMPLITUDE_STORAGE_REGION": seaweed_s3.region})
+            **seaweed_s3.amplitude_storage_env()})
         for name, value in project.env.items():
             monkeypatch.setenv(name, value)
         writer = Writer(CONFIG, bucket, prefix=prefix, merged_ids="org")

@@ -87,10 +87,7 @@ def test_no_credential_shows_with_the_lake_on_s3_and_a_postgres_catalog(
            # the organization's merged ids from the bucket, with the export bucket's own keys
            "AMPLITUDE_ORG_ID": "4242",
            "AMPLITUDE_MERGE_IDS_URL": f"s3://{seaweed_s3.bucket}/export-{tmp_path.name}",
-           "AMPLITUDE_STORAGE_ACCESS_KEY_ID": seaweed_s3.key_id,
-           "AMPLITUDE_STORAGE_SECRET_ACCESS_KEY": seaweed_s3.secret,
-           "AMPLITUDE_STORAGE_ENDPOINT_URL": seaweed_s3.endpoint_url,
-           "AMPLITUDE_STORAGE_REGION": seaweed_s3.region,
+           **seaweed_s3.amplitude_storage_env(),
            **postgres_dsn.env()}
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -59,11 +59,7 @@ def storage(seaweed_s3: SeaweedS3, tmp_path, monkeypatch) -> Iterator[Storage]:
         project = Project(sim, tmp_path, instance, extra_env={
             "AMPLITUDE_EVENTS_FROM": "storage",
             "AMPLITUDE_STORAGE_URL": f"s3://{seaweed_s3.bucket}/{prefix}",
-            "AMPLITUDE_PROJECT_ID": str(APP),
-            "AMPLITUDE_STORAGE_ACCESS_KEY_ID": seaweed_s3.key_id,
-            "AMPLITUDE_STORAGE_SECRET_ACCESS_KEY": seaweed_s3.secret,
-            "AMPLITUDE_STORAGE_ENDPOINT_URL": seaweed_s3.endpoint_url,
-            "AMPLITUDE_STORAGE_REGION": seaweed_s3.region})
+            "AMPLITUDE_PROJECT_ID": str(APP), **seaweed_s3.amplitude_storage_env()})
         for name, value in project.env.items():
             monkeypatch.setenv(name, value)
         writer = Writer(SMALL, bucket, prefix=prefix, events_per_part=9, first_part_number=1,

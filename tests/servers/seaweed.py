@@ -58,6 +58,13 @@ class SeaweedS3:
         return {"AWS_ACCESS_KEY_ID": self.key_id, "AWS_SECRET_ACCESS_KEY": self.secret,
                 "AWS_REGION": self.region, "AWS_ENDPOINT_URL": self.endpoint_url}
 
+    def amplitude_storage_env(self) -> dict[str, str]:
+        """The same server as Amplitude's export bucket, with its own variables."""
+        return {"AMPLITUDE_STORAGE_ACCESS_KEY_ID": self.key_id,
+                "AMPLITUDE_STORAGE_SECRET_ACCESS_KEY": self.secret,
+                "AMPLITUDE_STORAGE_ENDPOINT_URL": self.endpoint_url,
+                "AMPLITUDE_STORAGE_REGION": self.region}
+
     def filesystem(self, key_id: str | None = None, secret: str | None = None) -> Any:
         from pyarrow import fs
 
