@@ -20,7 +20,9 @@ UI_PORT ?= 3000
 ui: $(INSTALLED)
 	$(BIN)/python scripts/ui.py --port $(UI_PORT)
 
+# The virtualenv first: the browser test's Chromium must match the playwright it pins.
 test: $(INSTALLED)
+	scripts/test_parts.sh
 	$(BIN)/ruff check .
 	$(BIN)/mypy --strict pipeline
 	$(BIN)/mypy resources assets
