@@ -27,7 +27,7 @@ def in_ci() -> bool:
 
 
 def unavailable(reason: str) -> NoReturn:
-    """CI must have every tool (.ci/run installs them), so there a missing one fails; a developer
+    """CI must have every tool (make test installs them), so there a missing one fails; a developer
     without it gets a skip saying what to install."""
     if in_ci():
         pytest.fail(reason)

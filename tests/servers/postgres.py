@@ -47,7 +47,7 @@ def _as_server_user() -> list[str]:
         pwd.getpwnam(RUN_AS)
     except KeyError:
         unavailable(f"running as root, and there is no {RUN_AS!r} OS user to run postgres as "
-                    "(useradd --system postgres, as .ci/run does)")
+                    "(useradd --system postgres, as scripts/test_parts.sh does)")
     runuser = shutil.which("runuser")
     if runuser is None:
         unavailable("running as root without runuser (util-linux) to start postgres as "

@@ -72,18 +72,19 @@ def chromium_mismatch(found: str, expected: str, playwright_version: str) -> str
     if found.split(".")[0] == expected.split(".")[0]:
         return None
     return (f"{CHROMIUM} is Chromium {found}, but playwright {playwright_version} expects Chromium "
-            f"{expected} (major {expected.split('.')[0]}): install the matching chromium (.ci/run "
-            "does, with apt) or pin the playwright release built for this one")
+            f"{expected} (major {expected.split('.')[0]}): install the matching chromium "
+            "(scripts/test_parts.sh does, with apt) or pin the playwright release built for "
+            "this one")
 
 
 @pytest.fixture(scope="session")
 def chromium() -> Path:
-    """Debian's chromium at the major version playwright expects; .ci/run installs it.
+    """Debian's chromium at the major version playwright expects; scripts/test_parts.sh installs it.
 
     Missing: fails under CI=true, skips elsewhere. A different major version always fails."""
     if not CHROMIUM.exists():
         reason = (f"{CHROMIUM} is missing: install Debian's chromium (apt-get update && "
-                  "apt-get install -y chromium, as .ci/run does)")
+                  "apt-get install -y chromium, as scripts/test_parts.sh does)")
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(reason)
         pytest.skip(reason)
