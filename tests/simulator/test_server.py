@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import gzip
 import io
 import os
@@ -377,20 +378,24 @@ def test_command_line_serves_until_interrupted():
         env=env,
         cwd=ROOT,
     )
+    # Generous bounds, not fixed waits: a busy machine starts Python slowly, a stuck one fails.
+    lines = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     try:
         assert proc.stdout is not None
-        first = proc.stdout.readline()
+        first = lines.submit(proc.stdout.readline).result(timeout=120)
         url = re.search(r"http://127\.0\.0\.1:\d+", first)
         assert url, first
-        rest = "".join(proc.stdout.readline() for _ in range(3))
+        rest = "".join(lines.submit(proc.stdout.readline).result(timeout=30) for _ in range(3))
         assert "sim-api-key" in rest and "sim-secret-key" in rest
         response = httpx.get(
             f"{url[0]}{EXPORT}",
             params={"start": "20250701T00", "end": "20250701T02"},
             auth=("sim-api-key", "sim-secret-key"),
+            timeout=60,
         )
         assert response.status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=10)
+        proc.wait(timeout=120)
+        lines.shutdown(wait=False, cancel_futures=True)
     assert proc.returncode == 0
