@@ -112,6 +112,11 @@ class Lake:
     def __repr__(self) -> str:
         return f"Lake({self.url(self.root)!r})"
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Without its S3 client: a worker process (``pipeline/worker.py``) makes its own, as
+        pyarrow must set S3 up in each process before a client is used."""
+        return {**self.__dict__, "_fs": None}
+
     def url(self, path: PurePath) -> str:
         """What DuckDB (and people) read: a local path, or ``s3://bucket/...``."""
         return str(path) if self.storage is None else self.storage.uri(str(path))

@@ -39,6 +39,13 @@ class RowDropRefused(PartitionError):
         super().__init__(message)
         self.loaded, self.fetched = loaded, fetched
 
+    def __reduce__(self) -> tuple[object, ...]:  # crosses the worker's pipe (pipeline/worker.py)
+        return (_row_drop_refused, (str(self), self.loaded, self.fetched))
+
+
+def _row_drop_refused(message: str, loaded: int, fetched: int) -> RowDropRefused:
+    return RowDropRefused(message, loaded=loaded, fetched=fetched)
+
 
 @dataclass(frozen=True, kw_only=True)
 class PartitionLoad:

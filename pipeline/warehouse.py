@@ -14,14 +14,15 @@ downgrade a file in place.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import tenacity
@@ -87,6 +88,11 @@ class Warehouse:
                  object_storage: ObjectStorage | None = None, lock_timeout_seconds: float = 300.0,
                  memory_limit: str = "224MB", threads: int = 2,
                  sleep: Callable[[float], None] = time.sleep) -> None:
+        self._arguments = (path, {
+            "catalog": catalog, "data_path": data_path, "projects": tuple(projects),
+            "views": views, "object_storage": object_storage,
+            "lock_timeout_seconds": lock_timeout_seconds, "memory_limit": memory_limit,
+            "threads": threads, "sleep": sleep})
         self.path = Path(path)
         self.catalog = ducklake.Catalog.parse(catalog) if catalog else None
         self.data_path = data_path
@@ -115,6 +121,11 @@ class Warehouse:
 
     def __repr__(self) -> str:
         return f"Warehouse({self.name!r})"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Rebuilt from its arguments in a worker process (``pipeline/worker.py``)."""
+        path, options = self._arguments
+        return (_rebuilt, (path, options))
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -239,3 +250,25 @@ class Warehouse:
                 project_views.ensure(con, self.views)
         except migrations.MigrationError as error:
             raise WarehouseError(f"warehouse {self.name}: {error}") from error
+
+
+def _rebuilt(path: Path, options: dict[str, Any]) -> Warehouse:
+    return Warehouse(path, **options)
+
+
+_held: dict[str, duckdb.DuckDBPyConnection] = {}
+_holding = ExitStack()
+atexit.register(_holding.close)
+
+
+def held(warehouse: Warehouse) -> duckdb.DuckDBPyConnection:
+    """A writing connection this process keeps open until it exits: a step's worker
+    (``pipeline/worker.py``) opens and migrates the warehouse once for a whole range."""
+    if warehouse.name not in _held:
+        _held[warehouse.name] = _holding.enter_context(warehouse.connect())
+    return _held[warehouse.name]
+
+
+def hold(warehouse: Warehouse) -> None:
+    """``held``, for a caller that only needs it open (a lock held elsewhere fails here)."""
+    held(warehouse)

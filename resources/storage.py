@@ -13,7 +13,8 @@ from pipeline.engine import EngineLimits
 from pipeline.lake import Lake
 from pipeline.object_storage import ObjectStorage, is_remote
 from pipeline.source import Project
-from pipeline.warehouse import Warehouse, WarehouseLocked
+from pipeline.warehouse import Warehouse, WarehouseLocked, hold
+from pipeline.worker import Worker
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -77,6 +78,16 @@ class WarehouseResource(dg.ConfigurableResource):
             except WarehouseLocked as error:
                 raise dg.Failure(str(error), allow_retries=False) from error
             yield con
+
+    def open_in(self, worker: Worker) -> Warehouse:
+        """The warehouse, opened and migrated in ``worker`` (which keeps it open until it
+        exits); a lock held past the timeout fails the step without a retry, as ``writing``."""
+        target = self.warehouse()
+        try:
+            worker.call(hold, target)
+        except WarehouseLocked as error:
+            raise dg.Failure(str(error), allow_retries=False) from error
+        return target
 
     @contextmanager
     def reading(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -18,6 +18,7 @@ from assets.namespace import OWNERS, WAREHOUSE_POOL, Names
 from assets.partitions import partition_key, run_hours
 from assets.range_run import Check, RangeRun
 from pipeline import source
+from pipeline.amplitude import hour_load
 from pipeline.amplitude.fetching import (
     HourFetched,
     HourRefused,
@@ -26,10 +27,10 @@ from pipeline.amplitude.fetching import (
     hours_to_fetch,
     land_from_storage,
 )
-from pipeline.amplitude.hour_checks import SPECS, check_hour
+from pipeline.amplitude.hour_checks import SPECS
 from pipeline.amplitude.hour_parquet import write_hour_parquet
 from pipeline.amplitude.landing import AmplitudeLake, LandedHour
-from pipeline.amplitude.load import LoadRecord, load_hour
+from pipeline.amplitude.load import LoadRecord
 from pipeline.amplitude.normalize import PARSER_VERSION, NormalizeError
 from pipeline.amplitude.refusals import hour_refusals, loadable
 from pipeline.amplitude.rejects import rejects_for
@@ -37,6 +38,7 @@ from pipeline.amplitude.schema import EVENT_COLUMNS
 from pipeline.amplitude.settings import AmplitudeOptions
 from pipeline.lake import LakeError
 from pipeline.partition_swap import RowDropRefused
+from pipeline.worker import Worker, WorkerDied
 from resources import (
     AmplitudeExportResource,
     AmplitudeStorageResource,
@@ -169,28 +171,29 @@ def build_event_assets(names: Names, options: AmplitudeOptions,
             store.tidy_tables(names.namespace, table)
         run, refusals = RangeRun(context, parquet_key, context.partition_keys, unit=UNIT), \
             hour_refusals(store)
-        for hour in run_hours(context):
-            key, fetch = partition_key(hour), refusals.get(hour, "fetch")
-            if fetch is not None and fetch.run_id == run_id:
-                run.fail(key, str(fetch))  # nothing new to read; the load names it
-                continue
-            landed: LandedHour | None = None
-            try:
-                landed = store.landed(hour)
-                result = write_hour_parquet(store, landed, lake.limits(),
-                                            quarantine=options.rejects == "quarantine")
-            except (NormalizeError, LakeError) as error:
-                refusal = refusals.record(hour, "normalize", str(error), run_id,
-                                          landed.version if landed else None)
-                run.note(key, {"refused": str(error)})
-                run.fail(key, str(refusal))
-                continue
-            refusals.clear(hour, "normalize")
-            run.ok(key, {"dagster/row_count": result.rows, "parquet_bytes": result.bytes,
-                         "archive_members": len(landed.members),
-                         "normalize_seconds": round(result.seconds, 3),
-                         "normalize_plan": result.plan, "rejected_lines": result.rejected,
-                         "path": dg.MetadataValue.path(store.url(result.path))})
+        with Worker() as worker:  # DuckDB's memory apart from this process's
+            for hour in run_hours(context):
+                key, fetch = partition_key(hour), refusals.get(hour, "fetch")
+                if fetch is not None and fetch.run_id == run_id:
+                    run.fail(key, str(fetch))  # nothing new to read; the load names it
+                    continue
+                landed: LandedHour | None = None
+                try:
+                    landed = store.landed(hour)
+                    result = worker.call(write_hour_parquet, store, landed, lake.limits(),
+                                         quarantine=options.rejects == "quarantine")
+                except (NormalizeError, LakeError, WorkerDied) as error:
+                    refusal = refusals.record(hour, "normalize", str(error), run_id,
+                                              landed.version if landed else None)
+                    run.note(key, {"refused": str(error)})
+                    run.fail(key, str(refusal))
+                    continue
+                refusals.clear(hour, "normalize")
+                run.ok(key, {"dagster/row_count": result.rows, "parquet_bytes": result.bytes,
+                             "archive_members": len(landed.members),
+                             "normalize_seconds": round(result.seconds, 3),
+                             "normalize_plan": result.plan, "rejected_lines": result.rejected,
+                             "path": dg.MetadataValue.path(store.url(result.path))})
         return run.finish(fail_step=False, metadata={"dagster/column_schema": COLUMN_SCHEMA})
 
     @dg.asset(
@@ -206,7 +209,8 @@ def build_event_assets(names: Names, options: AmplitudeOptions,
         store, schema = project_lake(context, names), names.namespace
         run = RangeRun(context, events_key, context.partition_keys, unit=UNIT, checks=HOUR_CHECKS)
         drop_share = None if config.accept_row_drops else warehouse.max_row_drop_share
-        with warehouse.writing() as con:
+        with Worker() as worker:  # DuckDB's memory apart from this process's
+            target = warehouse.open_in(worker)  # once for the range
             for hour in run_hours(context):
                 key, landed = partition_key(hour), loadable(store, hour, context.run.run_id)
                 if isinstance(landed, str):
@@ -216,14 +220,18 @@ def build_event_assets(names: Names, options: AmplitudeOptions,
                 assert place is not None  # loadable() has seen it
                 parquet = store.url(place)
                 try:
-                    record = load_hour(con, schema, parquet, LoadRecord.from_landing(landed),
-                                       max_drop_share=drop_share,
-                                       rejects=rejects_for(store, hour, landed.version))
+                    record, outcomes = worker.call(
+                        hour_load.load_and_check, target, schema, parquet,
+                        LoadRecord.from_landing(landed), max_drop_share=drop_share,
+                        check_drop_share=warehouse.max_row_drop_share,
+                        rejects=rejects_for(store, hour, landed.version))
                 except RowDropRefused as refusal:  # this hour keeps its rows; the rest load
                     run.fail(key, str(refusal))
                     continue
-                for outcome in check_hour(con, schema, hour, parquet, record,
-                                          max_drop_share=warehouse.max_row_drop_share):
+                except WorkerDied as died:  # the same: its transaction died with the worker
+                    run.fail(key, f"upload hour {hour:%Y-%m-%dT%H}: {died}")
+                    continue
+                for outcome in outcomes:
                     run.check(key, outcome.name, outcome.passed, outcome.metadata)
                 run.ok(key, load_figures(record, landed))
         return run.finish(metadata={"dagster/column_schema": COLUMN_SCHEMA,

@@ -91,8 +91,26 @@ def paused_cli(argv: list[str]) -> None:
     - ``landing``: before the first ``.staging-*`` landing folder is renamed to its version;
     - ``load``: inside the second hour's load transaction, after its rows are in (the first hour
       is committed).
+
+    The steps' worker processes (``pipeline/worker.py``) stop at the same stage.
     """
-    stage = os.environ["CRASH_PAUSE_AT"]
+    from pipeline.worker import Worker
+
+    _pause_at(os.environ["CRASH_PAUSE_AT"])
+    Worker.command = (sys.executable, "-c",
+                      "from tests.faults.test_crash import paused_worker; paused_worker()")
+    sys.argv = argv
+    runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
+
+
+def paused_worker() -> None:
+    from pipeline.worker import serve
+
+    _pause_at(os.environ["CRASH_PAUSE_AT"])
+    serve()
+
+
+def _pause_at(stage: str) -> None:
     prefix = {"parquet": ".events.parquet.", "landing": ".staging-"}.get(stage)
     if prefix is not None:
         def hook(event: str, args: tuple[object, ...]) -> None:
@@ -115,8 +133,6 @@ def paused_cli(argv: list[str]) -> None:
                 yield _PauseBeforeCommit(con, nth=2)
 
         Warehouse.connect = paused_connect  # type: ignore[method-assign]
-    sys.argv = argv
-    runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
 
 
 # ---- helpers -----------------------------------------------------------------------------------
