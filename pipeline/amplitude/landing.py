@@ -18,12 +18,14 @@ from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.amplitude.archive import ArchiveError, ArchiveReader, Member, window_label
-from pipeline.amplitude.export import Download
-from pipeline.amplitude.storage_export import HourObjects, StorageExport
 from pipeline.lake import Lake, LakeError, hour_partition
+
+if TYPE_CHECKING:  # a normalize or load (a worker's) imports no HTTP client
+    from pipeline.amplitude.export import Download
+    from pipeline.amplitude.storage_export import HourObjects, StorageExport
 
 
 @dataclass(frozen=True)
