@@ -95,7 +95,11 @@ class Worker:
             ok, value = _receive(process.stdout)
         except (EOFError, BrokenPipeError) as error:
             self._process = None  # the next call starts another
-            code = process.wait()
+            try:
+                code = process.wait(timeout=60)  # its output has ended: it is on its way out
+            except subprocess.TimeoutExpired:
+                process.kill()
+                code = process.wait()
             how = (f"was killed by signal {-code}" if code < 0 else f"exited with {code}")
             raise WorkerDied(f"the worker process {how} during {function.__qualname__}"
                              + (" (out of memory?)" if code == -signal.SIGKILL else "")
