@@ -25,6 +25,7 @@ A row is ``{"scope": -org_id, "merge_time", "merge_server_time", "amplitude_id",
 from __future__ import annotations
 
 import functools
+import itertools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -136,7 +137,8 @@ def _plan(
                 user=n,
                 ids=(*anonymous, _head_id(user.head)),
                 merge_times=tuple(instants),
-                server_times=tuple(t + d for t, d in zip(instants, delays, strict=True)),
+                server_times=tuple(itertools.accumulate(
+                    (t + d for t, d in zip(instants, delays, strict=True)), max)),
             )
         )
     return MergePlan(tuple(merged), org_id)
