@@ -187,7 +187,8 @@ def warehouse_env(warehouse: Warehouse) -> dict[str, str]:
     """What profiles.yml reads to reach ``warehouse``: its file, or its DuckLake catalog.
 
     A catalog's password goes to libpq's PGPASSWORD rather than into WAREHOUSE_CATALOG, so that
-    no error dbt prints of its ATTACH can hold it.
+    no error dbt prints of its ATTACH can hold it; with the lake on S3, the lake's secret goes to
+    DBT_ENV_SECRET_* variables, which dbt scrubs from what it prints.
     """
     env = {"WAREHOUSE_PATH": str(warehouse.path.resolve()), "WAREHOUSE_CATALOG": "",
            "DUCKDB_EXTENSION_DIRECTORY": str(engine.extension_directory())}
@@ -196,6 +197,10 @@ def warehouse_env(warehouse: Warehouse) -> dict[str, str]:
         env["WAREHOUSE_CATALOG"] = catalog
         if password is not None:
             env["PGPASSWORD"] = password
+        if warehouse.object_storage is not None:  # the catalog's data files are in the lake
+            for option, value in warehouse.object_storage.secret_options().items():
+                hidden = option in ("secret", "session_token")
+                env[f"{'DBT_ENV_SECRET_' if hidden else ''}LAKE_S3_{option.upper()}"] = value
     return env
 
 

@@ -96,22 +96,26 @@ class ObjectStorage:
                            force_virtual_addressing=False)
         return fs.S3FileSystem(**options)
 
+    def secret_options(self) -> dict[str, str]:
+        """The options of a DuckDB S3 secret scoped to this bucket (also dbt's, on DuckLake)."""
+        options = {"region": self.region, "scope": SCHEME + self.bucket}
+        if self.key_id:
+            options.update(key_id=self.key_id, secret=self.secret or "")
+            if self.session_token:
+                options["session_token"] = self.session_token
+        if self.endpoint_url:
+            endpoint = urlsplit(self.endpoint_url)
+            options.update(endpoint=endpoint.netloc, url_style="path",
+                           use_ssl=str(endpoint.scheme == "https").lower())
+        return options
+
     def configure_duckdb(self, con: Connection) -> None:
         """Load httpfs from its package and give ``con`` a secret scoped to this bucket."""
         engine.load_extension(con, "httpfs")
-        options = [f"REGION {sql.literal(self.region)}",
-                   f"SCOPE {sql.literal(SCHEME + self.bucket)}"]
-        if self.key_id:
-            options += [f"KEY_ID {sql.literal(self.key_id)}",
-                        f"SECRET {sql.literal(self.secret or '')}"]
-            if self.session_token:
-                options.append(f"SESSION_TOKEN {sql.literal(self.session_token)}")
-        if self.endpoint_url:
-            endpoint = urlsplit(self.endpoint_url)
-            options += [f"ENDPOINT {sql.literal(endpoint.netloc)}", "URL_STYLE 'path'",
-                        f"USE_SSL {str(endpoint.scheme == 'https').lower()}"]
+        options = ", ".join(f"{key.upper()} {value if key == 'use_ssl' else sql.literal(value)}"
+                            for key, value in self.secret_options().items())
         name = "lake_" + "".join(c if c.isalnum() else "_" for c in self.bucket)
-        con.execute(f"CREATE OR REPLACE SECRET {name} (TYPE s3, {', '.join(options)})")
+        con.execute(f"CREATE OR REPLACE SECRET {name} (TYPE s3, {options})")
 
 
 _HINTS = (
