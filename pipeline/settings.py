@@ -315,7 +315,10 @@ class SharedSettings(EnvSettings):
         "a Slack-compatible webhook for failed runs and checks (docs/alerts.md)"))
     dagster_ui_url: str | None = Field(None, description="the Dagster UI's address, for links "
                                        "to runs in alerts")
-    aws_access_key_id: SecretStr | None = Field(None, description="an `s3://` lake's key")
+    aws_access_key_id: SecretStr | None = Field(None, description=(
+        "an `s3://` lake's key; on a DuckLake catalog the analysts' models read the lake's "
+        "files with it too (dbt gets the secret as `DBT_ENV_SECRET_*`, which it keeps out of "
+        "its logs), so such a deployment needs keys rather than an instance role"))
     aws_secret_access_key: SecretStr | None = Field(None, description="an `s3://` lake's secret")
     aws_session_token: SecretStr | None = Field(None, description="an `s3://` lake's session "
                                                 "token, for temporary credentials")
