@@ -123,7 +123,8 @@ _HINTS = (
       "InvalidAccessKeyId", "SignatureDoesNotMatch"),
      "the keys were refused: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
     (("NO_SUCH_BUCKET", "NoSuchBucket"), "the bucket does not exist: create it or fix LAKE_ROOT"),
-    (("onnection refused", "ouldn't connect", "imed out", "Couldn't resolve"),
+    (("onnection refused", "ouldn't connect", "ould not connect", "NETWORK_CONNECTION",
+      "imed out", "Couldn't resolve"),
      "the server did not answer: check AWS_ENDPOINT_URL (or AWS_REGION) and that it runs"),
 )
 

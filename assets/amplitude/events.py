@@ -27,7 +27,7 @@ from pipeline.amplitude.fetching import (
     hours_to_fetch,
     land_from_storage,
 )
-from pipeline.amplitude.hour_checks import SPECS
+from pipeline.amplitude.hour_checks import SPECS, LoadedHour
 from pipeline.amplitude.hour_parquet import write_hour_parquet
 from pipeline.amplitude.landing import AmplitudeLake, LandedHour
 from pipeline.amplitude.load import LoadRecord
@@ -37,6 +37,7 @@ from pipeline.amplitude.rejects import rejects_for
 from pipeline.amplitude.schema import EVENT_COLUMNS
 from pipeline.amplitude.settings import AmplitudeOptions
 from pipeline.lake import LakeError
+from pipeline.object_storage import ObjectStorageError
 from pipeline.partition_swap import RowDropRefused
 from pipeline.worker import Worker, WorkerDied
 from resources import (
@@ -72,6 +73,12 @@ def project_lake(context: dg.AssetExecutionContext, names: Names) -> AmplitudeLa
     store = lake.lake().share(AmplitudeLake, namespace=names.namespace)
     source.mark(store, names.project)
     return store
+
+
+def landed_bytes(store: AmplitudeLake, hours: list[datetime]) -> int:
+    """The zipped members of ``hours``: a step whose work is small needs no worker process."""
+    return sum(landed.member_bytes for hour in hours
+               if (landed := store.landed_or_none(hour)) is not None)
 
 
 def reuse_figures(reused: HourReused, now: datetime) -> dict[str, Any]:
@@ -129,16 +136,22 @@ def build_event_assets(names: Names, options: AmplitudeOptions,
                                          refetch=config.refetch, run_id=run_id)
         else:
             outcomes = land_from_api(context, store, hours, now=now, refetch=config.refetch)
-        for outcome in outcomes:
-            if isinstance(outcome, HourRefused):
-                key = partition_key(outcome.upload_hour)
-                run.note(key, {"refused": outcome.refusal.cause})
-                run.fail(key, str(outcome.refusal))
-            elif isinstance(outcome, HourReused):
-                run.ok(partition_key(outcome.landed.upload_hour), reuse_figures(outcome, now))
-            else:
-                run.ok(partition_key(outcome.landed.upload_hour),
-                       landing_figures(outcome.landed))
+        try:
+            for outcome in outcomes:
+                if isinstance(outcome, HourRefused):
+                    key = partition_key(outcome.upload_hour)
+                    run.note(key, {"refused": outcome.refusal.cause})
+                    run.fail(key, str(outcome.refusal))
+                elif isinstance(outcome, HourReused):
+                    run.ok(partition_key(outcome.landed.upload_hour), reuse_figures(outcome, now))
+                else:
+                    run.ok(partition_key(outcome.landed.upload_hour),
+                           landing_figures(outcome.landed))
+        except ObjectStorageError as error:  # the lake is away: no hour left can land either
+            for hour in hours:
+                key = partition_key(hour)
+                if key not in run.done and key not in run.failed:
+                    run.fail(key, f"upload hour {hour:%Y-%m-%dT%H}: not landed: {error}")
         return run.finish(fail_step=False)  # the load fails the refused hours
 
     def land_from_api(context: dg.AssetExecutionContext, store: AmplitudeLake,
@@ -171,8 +184,9 @@ def build_event_assets(names: Names, options: AmplitudeOptions,
             store.tidy_tables(names.namespace, table)
         run, refusals = RangeRun(context, parquet_key, context.partition_keys, unit=UNIT), \
             hour_refusals(store)
-        with Worker() as worker:  # DuckDB's memory apart from this process's
-            for hour in run_hours(context):
+        hours = run_hours(context)
+        with Worker(work_bytes=landed_bytes(store, hours)) as worker:  # DuckDB's memory apart
+            for hour in hours:
                 key, fetch = partition_key(hour), refusals.get(hour, "fetch")
                 if fetch is not None and fetch.run_id == run_id:
                     run.fail(key, str(fetch))  # nothing new to read; the load names it
@@ -182,7 +196,7 @@ def build_event_assets(names: Names, options: AmplitudeOptions,
                     landed = store.landed(hour)
                     result = worker.call(write_hour_parquet, store, landed, lake.limits(),
                                          quarantine=options.rejects == "quarantine")
-                except (NormalizeError, LakeError, WorkerDied) as error:
+                except (NormalizeError, LakeError, ObjectStorageError, WorkerDied) as error:
                     refusal = refusals.record(hour, "normalize", str(error), run_id,
                                               landed.version if landed else None)
                     run.note(key, {"refused": str(error)})
@@ -209,9 +223,29 @@ def build_event_assets(names: Names, options: AmplitudeOptions,
         store, schema = project_lake(context, names), names.namespace
         run = RangeRun(context, events_key, context.partition_keys, unit=UNIT, checks=HOUR_CHECKS)
         drop_share = None if config.accept_row_drops else warehouse.max_row_drop_share
-        with Worker() as worker:  # DuckDB's memory apart from this process's
+        hours = run_hours(context)
+        with Worker(work_bytes=landed_bytes(store, hours)) as worker:  # DuckDB's memory apart
             target = warehouse.open_in(worker)  # once for the range
-            for hour in run_hours(context):
+            batch: list[LoadedHour] = []
+
+            def check_batch() -> None:
+                try:
+                    outcomes = worker.call(hour_load.check, target, schema, batch,
+                                           max_drop_share=warehouse.max_row_drop_share)
+                except WorkerDied as died:  # loaded, unchecked: a re-run checks them
+                    for loaded in batch:
+                        key = partition_key(loaded.hour)
+                        run.done.pop(key, None)
+                        run.fail(key, f"upload hour {loaded.hour:%Y-%m-%dT%H}: loaded, but "
+                                 f"its checks did not run: {died}")
+                    outcomes = {}
+                for hour, found in outcomes.items():
+                    for outcome in found:
+                        run.check(partition_key(hour), outcome.name, outcome.passed,
+                                  outcome.metadata)
+                batch.clear()
+
+            for hour in hours:
                 key, landed = partition_key(hour), loadable(store, hour, context.run.run_id)
                 if isinstance(landed, str):
                     run.fail(key, f"upload hour {hour:%Y-%m-%dT%H}: {landed}")
@@ -220,10 +254,9 @@ def build_event_assets(names: Names, options: AmplitudeOptions,
                 assert place is not None  # loadable() has seen it
                 parquet = store.url(place)
                 try:
-                    record, outcomes = worker.call(
-                        hour_load.load_and_check, target, schema, parquet,
-                        LoadRecord.from_landing(landed), max_drop_share=drop_share,
-                        check_drop_share=warehouse.max_row_drop_share,
+                    record = worker.call(
+                        hour_load.load, target, schema, parquet, LoadRecord.from_landing(landed),
+                        max_drop_share=drop_share,
                         rejects=rejects_for(store, hour, landed.version))
                 except RowDropRefused as refusal:  # this hour keeps its rows; the rest load
                     run.fail(key, str(refusal))
@@ -231,9 +264,12 @@ def build_event_assets(names: Names, options: AmplitudeOptions,
                 except WorkerDied as died:  # the same: its transaction died with the worker
                     run.fail(key, f"upload hour {hour:%Y-%m-%dT%H}: {died}")
                     continue
-                for outcome in outcomes:
-                    run.check(key, outcome.name, outcome.passed, outcome.metadata)
                 run.ok(key, load_figures(record, landed))
+                batch.append(LoadedHour(parquet, record))
+                if sum(h.record.rows for h in batch) >= hour_load.CHECK_BATCH_ROWS:
+                    check_batch()
+            if batch:
+                check_batch()
         return run.finish(metadata={"dagster/column_schema": COLUMN_SCHEMA,
                                     "dagster/table_name": names.table("events")})
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,8 +82,16 @@ def _admin_port() -> int:
     raise RuntimeError("no free port p with p + 10000 free on 127.0.0.1")
 
 
+class Outage:
+    """Stops the running server and starts it again on the same ports and data: an object store
+    that goes away in the middle of a run and comes back."""
+
+    def __init__(self, start: Callable[[], None], stop: Callable[[], None]) -> None:
+        self.start, self.stop = start, stop
+
+
 @contextmanager
-def seaweed_server(bucket: str | None = None) -> Iterator[SeaweedS3]:
+def restartable_seaweed(bucket: str | None = None) -> Iterator[tuple[SeaweedS3, Outage]]:
     """``weed mini`` with every listener on 127.0.0.1, on free ports, telemetry off."""
     weed = weed_binary()
     bucket = bucket or f"test-{secrets.token_hex(4)}"
@@ -107,21 +115,31 @@ def seaweed_server(bucket: str | None = None) -> Iterator[SeaweedS3]:
         log = root / "weed.log"
         env = {"PATH": "/usr/bin:/bin", "HOME": str(root),
                "AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret}
-        with watchdog(["rm", "-rf", str(root)]), \
-                started(args, log=log, env=env, cwd=root) as process:
-            server = SeaweedS3(f"http://127.0.0.1:{s3}", bucket, key_id, secret)
-            s3fs = server.filesystem()
+        server = SeaweedS3(f"http://127.0.0.1:{s3}", bucket, key_id, secret)
+        s3fs = server.filesystem()
+        running = ExitStack()
 
-            def bucket_ready() -> bool:
-                from pyarrow import fs
+        def bucket_ready() -> bool:
+            from pyarrow import fs
 
-                return s3fs.get_file_info(bucket).type == fs.FileType.Directory
+            return s3fs.get_file_info(bucket).type == fs.FileType.Directory
 
+        def start() -> None:
+            process = running.enter_context(started(args, log=log, env=env, cwd=root))
             wait_for(bucket_ready, seconds=READY_SECONDS, what="weed mini (S3)",
                      process=process, log=log)
-            yield server
+
+        with watchdog(["rm", "-rf", str(root)]), running:
+            start()
+            yield server, Outage(start, running.close)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def seaweed_server(bucket: str | None = None) -> Iterator[SeaweedS3]:
+    with restartable_seaweed(bucket) as (server, _):
+        yield server
 
 
 @pytest.fixture(scope="session")
