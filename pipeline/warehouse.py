@@ -256,19 +256,32 @@ def _rebuilt(path: Path, options: dict[str, Any]) -> Warehouse:
     return Warehouse(path, **options)
 
 
-_held: dict[str, duckdb.DuckDBPyConnection] = {}
-_holding = ExitStack()
-atexit.register(_holding.close)
+_held: dict[str, tuple[duckdb.DuckDBPyConnection, ExitStack]] = {}
+
+
+@atexit.register
+def _release_all() -> None:
+    while _held:
+        _, (_, stack) = _held.popitem()
+        stack.close()
 
 
 def held(warehouse: Warehouse) -> duckdb.DuckDBPyConnection:
     """A writing connection this process keeps open until it exits: a step's worker
     (``pipeline/worker.py``) opens and migrates the warehouse once for a whole range."""
     if warehouse.name not in _held:
-        _held[warehouse.name] = _holding.enter_context(warehouse.connect())
-    return _held[warehouse.name]
+        stack = ExitStack()
+        _held[warehouse.name] = (stack.enter_context(warehouse.connect()), stack)
+    return _held[warehouse.name][0]
 
 
 def hold(warehouse: Warehouse) -> None:
     """``held``, for a caller that only needs it open (a lock held elsewhere fails here)."""
     held(warehouse)
+
+
+def release(warehouse: Warehouse) -> None:
+    """Close what ``held`` keeps open, for a process that goes on (a step run in-process)."""
+    found = _held.pop(warehouse.name, None)
+    if found is not None:
+        found[1].close()

@@ -55,16 +55,31 @@ def _receive(stream: IO[bytes]) -> Any:
 
 class Worker:
     """One child process serving calls one at a time, started by the first; use it as a
-    context manager, which ends it."""
+    context manager, which ends it.
+
+    A step whose work is small (``work_bytes`` under ``in_process_below_bytes``: the zipped
+    members of its range) runs its calls in its own process instead: its DuckDB stays far below
+    its memory limit, and a child's start (process, imports, opening the warehouse again) would
+    be most of the step. ``at_exit`` calls then run here when the block ends."""
 
     # How the worker starts: the core's loop (``serve``); a test may start it its own way.
     command: tuple[str, ...] = (sys.executable, "-m", "pipeline.worker")
+    # 32 MB of zipped JSON is about 120,000 events: DuckDB's working memory for it is tens of MB.
+    in_process_below_bytes: int = 32 << 20
 
-    def __init__(self) -> None:
+    def __init__(self, *, work_bytes: int | None = None) -> None:
         self._process: subprocess.Popen[bytes] | None = None
+        self.in_process = work_bytes is not None and work_bytes < self.in_process_below_bytes
+        self._at_exit: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
 
     def __enter__(self) -> Worker:
         return self
+
+    def at_exit(self, function: Callable[..., Any], *args: Any) -> None:
+        """Call ``function(*args)`` when the block ends, where the calls ran: a worker process
+        ends with its block and takes what it held along; the step's own process does not."""
+        if self.in_process:
+            self._at_exit.append((function, args))
 
     def _started(self) -> subprocess.Popen[bytes]:
         if self._process is None:
@@ -73,6 +88,9 @@ class Worker:
         return self._process
 
     def __exit__(self, *exc: object) -> None:
+        while self._at_exit:
+            function, args = self._at_exit.pop()
+            function(*args)
         process, self._process = self._process, None
         if process is None:
             return
@@ -88,6 +106,8 @@ class Worker:
 
     def call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``function(*args, **kwargs)`` in the worker: its result, or its exception raised."""
+        if self.in_process:
+            return function(*args, **kwargs)
         process = self._started()
         assert process.stdin is not None and process.stdout is not None
         try:

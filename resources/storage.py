@@ -13,7 +13,7 @@ from pipeline.engine import EngineLimits
 from pipeline.lake import Lake
 from pipeline.object_storage import ObjectStorage, is_remote
 from pipeline.source import Project
-from pipeline.warehouse import Warehouse, WarehouseLocked, hold
+from pipeline.warehouse import Warehouse, WarehouseLocked, hold, release
 from pipeline.worker import Worker
 
 
@@ -87,6 +87,7 @@ class WarehouseResource(dg.ConfigurableResource):
             worker.call(hold, target)
         except WarehouseLocked as error:
             raise dg.Failure(str(error), allow_retries=False) from error
+        worker.at_exit(release, target)
         return target
 
     @contextmanager

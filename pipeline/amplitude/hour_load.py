@@ -1,22 +1,28 @@
-"""One upload hour swapped into the warehouse and measured, as a step's worker process does it
+"""Upload hours swapped into the warehouse and measured, as a step's worker process does it
 (``pipeline/worker.py``): the worker keeps the warehouse open from its first hour to its exit
-(``warehouse.held``), and the hour's checks read the same connection right after the swap."""
+(``warehouse.held``), and the hours' checks read that connection once a batch is swapped in."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
-from pipeline.amplitude.hour_checks import Outcome, check_hour
+from pipeline.amplitude.hour_checks import LoadedHour, Outcome, check_hours
 from pipeline.amplitude.load import LoadRecord, load_hour
 from pipeline.warehouse import Warehouse, held
 
+# The checks of a range run over batches of at most this many rows: one query per batch keeps
+# small hours cheap, and the batch bound keeps ``count(DISTINCT uuid)`` within the load's memory.
+CHECK_BATCH_ROWS = 2_000_000
 
-def load_and_check(warehouse: Warehouse, schema: str, parquet: str | Path, record: LoadRecord,
-                   *, max_drop_share: float | None, check_drop_share: float,
-                   rejects: str | None) -> tuple[LoadRecord, list[Outcome]]:
-    """``load_hour``, then ``check_hour`` on what it wrote."""
-    con = held(warehouse)
-    written = load_hour(con, schema, parquet, record, max_drop_share=max_drop_share,
-                        rejects=rejects)
-    return written, check_hour(con, schema, written.upload_hour, parquet, written,
-                               max_drop_share=check_drop_share)
+
+def load(warehouse: Warehouse, schema: str, parquet: str | Path, record: LoadRecord, *,
+         max_drop_share: float | None, rejects: str | None) -> LoadRecord:
+    return load_hour(held(warehouse), schema, parquet, record, max_drop_share=max_drop_share,
+                     rejects=rejects)
+
+
+def check(warehouse: Warehouse, schema: str, loaded: Sequence[LoadedHour], *,
+          max_drop_share: float) -> dict[datetime, list[Outcome]]:
+    return check_hours(held(warehouse), schema, loaded, max_drop_share=max_drop_share)

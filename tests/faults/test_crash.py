@@ -99,6 +99,7 @@ def paused_cli(argv: list[str]) -> None:
     _pause_at(os.environ["CRASH_PAUSE_AT"])
     Worker.command = (sys.executable, "-c",
                       "from tests.faults.test_crash import paused_worker; paused_worker()")
+    Worker.in_process_below_bytes = 0  # these hours are small: a worker all the same
     sys.argv = argv
     runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
 

@@ -67,3 +67,22 @@ def test_the_worker_dies_with_the_process_that_started_it():
     while alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(child)
+
+
+def test_small_work_runs_here_and_lets_go_of_the_warehouse_when_the_block_ends(tmp_path):
+    from pipeline.source import Project
+    from pipeline.warehouse import Warehouse, hold, release
+
+    warehouse = Warehouse(tmp_path / "warehouse.duckdb", lock_timeout_seconds=0.5,
+                          projects=[Project.named("amplitude", "default")])
+    other = [sys.executable, "-c", "import sys, duckdb\n"
+             f"duckdb.connect({str(tmp_path / 'warehouse.duckdb')!r}).close()"]
+    small = Worker.in_process_below_bytes - 1
+    with Worker(work_bytes=small) as worker:
+        assert worker.call(os.getpid) == os.getpid()  # no process started for it
+        worker.call(hold, warehouse)
+        worker.at_exit(release, warehouse)
+        assert subprocess.run(other, cwd=ROOT, capture_output=True).returncode != 0  # locked
+    assert subprocess.run(other, cwd=ROOT, capture_output=True).returncode == 0
+    with Worker(work_bytes=Worker.in_process_below_bytes) as worker:  # past it: a worker
+        assert worker.call(os.getpid) != os.getpid()
