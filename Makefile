@@ -36,8 +36,11 @@ clean:
 	rm -rf data .dagster_home
 
 EVENTS ?= 1000000
+MEMBERS ?= 50000  # events per gzip member of the hour (1000: a 1M-event hour in 1,000 members)
 bench: $(INSTALLED)
-	$(BIN)/python scripts/bench.py --events $(EVENTS)
+	$(BIN)/python scripts/bench.py --events $(EVENTS) --member-events $(MEMBERS)
+	$(BIN)/python scripts/bench.py --events $(EVENTS) --member-events $(MEMBERS) \
+		--versus read_json --versus same_work --versus naive --versus ducklake
 	$(BIN)/python scripts/bench_mixpanel.py --events $(EVENTS)
 	$(BIN)/python scripts/bench_storage.py --events 1000000 --api
 	$(BIN)/python scripts/bench_storage.py --events 5000000

